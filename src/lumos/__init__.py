@@ -1,0 +1,47 @@
+"""lumos: explain image classifiers with Integrated Gradients and LRP, and measure the explanations.
+
+The public names below are imported on first use, so ``import lumos`` stays fast and a
+missing optional dependency only matters for the feature that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    "Explanation": "lumos.explanation",
+    "IntegratedGradients": "lumos.attribution.integrated",
+    "Gradient": "lumos.attribution.gradient",
+    "InputXGradient": "lumos.attribution.gradient",
+    "SmoothGrad": "lumos.attribution.gradient",
+    "LRP": "lumos.lrp.engine",
+}
+
+_SUBMODULES = ("attribution", "lrp", "metrics", "data", "models", "viz", "experiments")
+
+__all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lumos.attribution.gradient import Gradient, InputXGradient, SmoothGrad
+    from lumos.attribution.integrated import IntegratedGradients
+    from lumos.explanation import Explanation
+    from lumos.lrp.engine import LRP
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"lumos.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'lumos' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,1 @@
+"""Gradient-based attribution: Integrated Gradients and the simple gradient family."""

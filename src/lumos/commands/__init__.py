@@ -1,0 +1,1 @@
+"""Sub-commands of the ``lumos`` command line (see :mod:`lumos.cli`)."""

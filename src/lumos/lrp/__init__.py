@@ -1,0 +1,1 @@
+"""Layer-wise Relevance Propagation: rules, composites, model preparation and the engine."""

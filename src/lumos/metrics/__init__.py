@@ -1,0 +1,1 @@
+"""Metrics that measure how faithful, sane and robust an explanation is."""

@@ -1,0 +1,1 @@
+"""Heatmaps, plots and the HTML report."""
