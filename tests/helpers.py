@@ -40,7 +40,7 @@ def snapshot(model: nn.Module) -> dict[str, Any]:
         for hooks in _HOOK_DICTS:
             state[f"{key}:{hooks}"] = list(getattr(module, hooks, {}).items())
         for pname, p in module.named_parameters(recurse=False):
-            state[f"{key}.{pname}"] = _tensor_state(p) + (_tensor_state(p.grad),)
+            state[f"{key}.{pname}"] = (*_tensor_state(p), _tensor_state(p.grad))
         for bname, b in module.named_buffers(recurse=False):
             state[f"{key}.{bname}"] = _tensor_state(b)
     # global module hooks must not leak either
@@ -54,11 +54,11 @@ def snapshot(model: nn.Module) -> dict[str, Any]:
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, torch.Tensor):
         return (isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype
-                and bool(torch.equal(a, b) or (a.isnan() & b.isnan()).all()
-                         or torch.equal(torch.nan_to_num(a), torch.nan_to_num(b))))
+                and torch.equal(a.isnan(), b.isnan())
+                and torch.equal(torch.nan_to_num(a), torch.nan_to_num(b)))
     if isinstance(a, (tuple, list)):
         return (isinstance(b, (tuple, list)) and len(a) == len(b)
-                and all(_same(x, y) for x, y in zip(a, b)))
+                and all(_same(x, y) for x, y in zip(a, b, strict=True)))
     return bool(a == b)
 
 

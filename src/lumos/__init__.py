@@ -24,11 +24,11 @@ _SUBMODULES = ("attribution", "lrp", "metrics", "data", "models", "viz", "experi
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
-if TYPE_CHECKING:  # pragma: no cover
-    from lumos.attribution.gradient import Gradient, InputXGradient, SmoothGrad
-    from lumos.attribution.integrated import IntegratedGradients
-    from lumos.explanation import Explanation
-    from lumos.lrp.engine import LRP
+if TYPE_CHECKING:  # pragma: no cover  (re-exported names for type checkers)
+    from lumos.attribution.gradient import Gradient, InputXGradient, SmoothGrad  # noqa: F401
+    from lumos.attribution.integrated import IntegratedGradients  # noqa: F401
+    from lumos.explanation import Explanation  # noqa: F401
+    from lumos.lrp.engine import LRP  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

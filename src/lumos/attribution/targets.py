@@ -11,12 +11,12 @@ Every attributor and metric in lumos explains one scalar per sample. ``target`` 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Union
+from typing import TypeAlias
 
 import torch
 from torch import Tensor
 
-TargetLike = Union[int, Sequence[int], Tensor, Callable[[Tensor], Tensor], None]
+TargetLike: TypeAlias = "int | Sequence[int] | Tensor | Callable[[Tensor], Tensor] | None"
 
 
 class Target:
