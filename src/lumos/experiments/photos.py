@@ -1,0 +1,130 @@
+"""Natural photos under an ImageNet classifier: load, preprocess, explain top-1, report.
+
+The photos are the ones scikit-image ships (``skimage.data.chelsea()``, ...), so the demo needs
+no download. Preprocessing is the usual ImageNet one: shorter side to 224 pixels, centre crop
+224 x 224, normalise with the model's mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from lumos.experiments import sections
+from lumos.experiments.methods import Domain, MethodUnavailable, parse
+from lumos.experiments.study import Progress, explain_all, predict
+from lumos.viz import report as rp
+from lumos.viz.image import to_image
+
+SIZE = 224
+
+
+@dataclass
+class Classifier:
+    """An ImageNet-style classifier with what is needed to feed and read it."""
+
+    model: nn.Module
+    classes: list[str]
+    mean: list[float]
+    std: list[float]
+    name: str
+
+    @property
+    def domain(self) -> Domain:
+        """Bounds of the normalised input (black and white pixels)."""
+        return Domain.from_normalization(self.mean, self.std)
+
+
+def pretrained(name: str = "efficientnet-lite0") -> Classifier:
+    """A pretrained model from :func:`lumos.models.zoo.pretrained` with its classes and norm."""
+    try:
+        from lumos.models import zoo
+    except ImportError as err:
+        raise MethodUnavailable(f"lumos.models.zoo is not available ({err})") from err
+    if not hasattr(zoo, "pretrained"):
+        raise MethodUnavailable("lumos.models.zoo.pretrained is not available")
+    loaded: Any = zoo.pretrained(name)
+    model = loaded[0] if isinstance(loaded, tuple) else loaded
+    meta: Any = loaded[1] if isinstance(loaded, tuple) else loaded
+    classes = list(_field(meta, model, "classes"))
+    mean = [float(v) for v in _field(meta, model, "mean")]
+    std = [float(v) for v in _field(meta, model, "std")]
+    return Classifier(model.eval(), classes, mean, std, name)
+
+
+def _field(meta: Any, model: Any, name: str) -> Any:
+    for source in (meta, model):
+        value = source.get(name) if isinstance(source, dict) else getattr(source, name, None)
+        if value is not None:
+            return value
+    raise MethodUnavailable(f"the pretrained model does not say its {name!r}")
+
+
+def load_photo(name: str) -> Image.Image:
+    """One of scikit-image's sample photos by name (``chelsea``, ``coffee``, ...), as RGB."""
+    try:
+        from skimage import data
+    except ImportError as err:
+        raise MethodUnavailable("the sample photos ship with scikit-image: "
+                                "pip install 'lumos[demo]'") from err
+    loader = getattr(data, name, None)
+    if loader is None:
+        raise ValueError(f"scikit-image has no sample photo {name!r}")
+    array = np.asarray(loader())
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    return Image.fromarray(array[..., :3].astype(np.uint8)).convert("RGB")
+
+
+def preprocess(image: Image.Image, mean: list[float], std: list[float],
+               size: int = SIZE) -> Tensor:
+    """Shorter side to ``size``, centre crop ``size x size``, normalise: ``(1, 3, size, size)``."""
+    w, h = image.size
+    scale = size / min(w, h)
+    resized = image.convert("RGB").resize((max(size, round(w * scale)),
+                                           max(size, round(h * scale))),
+                                          Image.Resampling.BICUBIC)
+    left = (resized.width - size) // 2
+    top = (resized.height - size) // 2
+    crop = resized.crop((left, top, left + size, top + size))
+    x = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    m = torch.tensor(mean).view(3, 1, 1)
+    s = torch.tensor(std).view(3, 1, 1)
+    return ((x - m) / s).unsqueeze(0)
+
+
+def photo_part(settings: Any, progress: Progress, summary: dict[str, str]) -> list[rp.Section]:
+    """Explain the photos of ``settings.photos`` with ``settings.photo_methods``."""
+    progress.say("loading EfficientNet-Lite0 (ImageNet weights)")
+    clf = pretrained("efficientnet-lite0")
+    x = torch.cat([preprocess(load_photo(n), clf.mean, clf.std) for n in settings.photos])
+    pred, score = predict(clf.model, x)
+    summary["photo model"] = (f"{clf.name}, ImageNet weights, "
+                              f"{sum(p.numel() for p in clf.model.parameters()):,} parameters")
+    summary["photos"] = ", ".join(f"{n} → {clf.classes[int(p)]} ({float(s):.2f})"
+                                  for n, p, s in zip(settings.photos, pred, score, strict=True))
+    methods = [parse(k) for k in settings.photo_methods]
+    options = {"ig": {"tolerance": settings.photo_ig_tolerance,
+                      "max_steps": settings.photo_ig_max_steps}}
+    start = time.perf_counter()
+    results = explain_all(clf.model, x, pred, methods, clf.domain, options, batch_size=2,
+                          progress=progress)
+    progress.say(f"photos explained in {time.perf_counter() - start:.1f} s")
+    rows = list(range(len(x)))
+    gallery = sections.gallery(
+        "photos", "Top-1 class of each photo", lambda i: to_image(x[i], mean=clf.mean,
+                                                                  std=clf.std),
+        rows, list(settings.photos),
+        [f"pred {clf.classes[int(pred[i])]} ({float(score[i]):.2f})" for i in rows],
+        [None] * len(rows), results, cell=160, photo=True)
+    return [rp.Section("Photos: heatmaps (EfficientNet-Lite0)",
+                       [*sections.skipped(results), gallery]),
+            rp.Section("Photos: axioms and runtime",
+                       [*sections.axiom_figures(results, "photos"),
+                        sections.runtime_figure(results, len(x), "photos")])]
