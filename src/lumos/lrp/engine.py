@@ -1,0 +1,365 @@
+"""The LRP attributor: one forward and one backward pass through a prepared copy of the model.
+
+``LRP(model, composite)`` prepares a private copy of ``model`` once (torch.fx, BatchNorm folded,
+functional ops turned into modules; :mod:`lumos.lrp.prepare`), maps each layer to its rule with
+the composite, and runs the copy with autograd functions whose backward pass *is* relevance
+propagation (:mod:`lumos.lrp.propagate`). The user's model is never run, changed or hooked.
+
+The prepared copy is cached and re-made when the user's model changes (parameter or buffer
+replaced, resized, moved, or modified in place, or a submodule swapped).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, fx, nn
+
+from lumos.attribution.checks import check_input
+from lumos.attribution.targets import Target, TargetLike
+from lumos.explanation import Explanation
+from lumos.lrp import composites as comp
+from lumos.lrp.layers import LRPUnsupportedError, Reshape
+from lumos.lrp.ops import WEIGHTED
+from lumos.lrp.propagate import Route, RuleLayer, Tap, safe_ratio
+from lumos.lrp.rules import IDENTITY, Rule, stabilize
+
+RelevanceLike = Tensor | Callable[[Tensor], Tensor] | None
+# ReLU-like layers whose gradient already is act(z) / z: Pass is their plain gradient.
+_HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity)
+# Layers that only move elements: constant-input rules may sit behind them.
+_REARRANGE = (Reshape, nn.Flatten, nn.Unflatten, nn.Identity)
+
+
+@dataclass
+class _Run:
+    """State of one forward/backward run (explain records, side relevance)."""
+
+    explain: bool
+    records: dict[fx.Node, list[Tensor]] = field(default_factory=dict)
+    sides: dict[fx.Node, tuple[Tensor, list[Tensor]]] = field(default_factory=dict)
+    untapped: dict[fx.Node, Tensor] = field(default_factory=dict)
+
+
+Step = Callable[[_Run, fx.Node, tuple[Any, ...], dict[str, Any]], Tensor]
+
+
+def _plain(module: nn.Module) -> Step:
+    return lambda run, node, args, kwargs: module(*args, **kwargs)
+
+
+def _norm(module: nn.Module, stabilizer: Any) -> Step:
+    def step(run: _Run, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
+        y = module(*args, **kwargs)
+        value = y.detach()
+        out: Tensor = Route.apply(y, value, value / stabilize(value, stabilizer))
+        return out
+    return step
+
+
+def _pass(module: nn.Module, name: str) -> Step:
+    if isinstance(module, _HOMOGENEOUS):
+        return _plain(module)
+
+    def step(run: _Run, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        if len(tensors) != 1:
+            raise LRPUnsupportedError(f"the Pass rule needs a layer with one input; '{name}' "
+                                      f"({type(module).__name__}) has {len(tensors)}")
+        x = tensors[0]
+        with torch.no_grad():
+            value = module(*args, **kwargs)
+        out: Tensor = Route.apply(x, value, safe_ratio(value, x.detach()))
+        return out
+    return step
+
+
+def _weighted(layer: RuleLayer) -> Step:
+    def step(run: _Run, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
+        side: list[Tensor] = []
+        run.sides[node] = (run.untapped.pop(node, args[0]), side)
+        return layer(args[0], side)
+    return step
+
+
+def _is_plain_epsilon(rule: Rule) -> bool:
+    return (len(rule.terms) == 1 and rule.terms[0].inputs == "x"
+            and rule.terms[0].weight == IDENTITY)
+
+
+class _Program:
+    """A prepared graph with one step function per module call."""
+
+    def __init__(self, gm: fx.GraphModule, composite: comp.Composite) -> None:
+        self.gm = gm
+        self.origin: dict[str, str] = dict(getattr(gm, "lumos_origin", {}))
+        self.nodes = list(gm.graph.nodes)
+        self.output = next(n for n in self.nodes if n.op == "output")
+        modules = dict(gm.named_modules())
+        self.steps: dict[fx.Node, Step] = {}
+        self.rules: dict[str, Rule | None] = {}
+        self.seed_is_relevance = False
+        first_open = True
+        for node in self.nodes:
+            if node.op != "call_module":
+                continue
+            module = modules[str(node.target)]
+            name = self.name(node)
+            rule = composite.rule((name, str(node.target)), module, first_open)
+            if first_open and composite.wants_first(module):
+                first_open = False
+            self.rules[name] = rule
+            self.steps[node] = self._step(node, module, name, rule)
+
+    def name(self, node: fx.Node) -> str:
+        """The user's module path for a prepared node."""
+        return self.origin.get(str(node.target), str(node.target))
+
+    def _step(self, node: fx.Node, module: nn.Module, name: str, rule: Rule | None) -> Step:
+        if rule is None:
+            rule = _default_rule(module)
+        if rule.kind == "gradient":
+            return _plain(module)
+        if rule.kind == "pass":
+            return _pass(module, name)
+        weighted = isinstance(module, WEIGHTED)
+        if rule.kind == "norm" or (not weighted and _is_plain_epsilon(rule)):
+            return _norm(module, rule.stabilizer)
+        if not weighted:
+            raise LRPUnsupportedError(
+                f"rule {rule.name} needs a layer with weights (Linear, Conv, Affine), but "
+                f"'{name}' is {type(module).__name__}; map it to Pass, Norm or Gradient instead")
+        if rule.constant_inputs and not self._reads_input(node):
+            raise LRPUnsupportedError(
+                f"rule {rule.name} gives relevance to constant inputs and must sit on a layer "
+                f"that reads the model input; '{name}' does not. Use it in first_map only")
+        users = list(node.users)
+        at_output = users == [self.output] and self.output.args[0] is node
+        self.seed_is_relevance = self.seed_is_relevance or at_output
+        return _weighted(RuleLayer(module, rule, relevance_in=at_output))
+
+    def _reads_input(self, node: fx.Node) -> bool:
+        arg = node.args[0] if node.args else None
+        modules = dict(self.gm.named_modules())
+        while isinstance(arg, fx.Node):
+            if arg.op == "placeholder":
+                return True
+            if arg.op != "call_module" or not isinstance(modules[str(arg.target)], _REARRANGE):
+                return False
+            arg = arg.args[0] if arg.args else None
+        return False
+
+    def run(self, x: Tensor, state: _Run) -> Any:
+        """Execute the graph on ``x``, with LRP steps at every module call."""
+        env: dict[fx.Node, Any] = {}
+        placeholders = 0
+        load = lambda a: fx.node.map_arg(a, env.__getitem__)
+        for node in self.nodes:
+            if node.op == "placeholder":
+                env[node] = x if placeholders == 0 else (node.args[0] if node.args else None)
+                placeholders += 1
+            elif node.op == "get_attr":
+                env[node] = _fetch(self.gm, str(node.target))
+            elif node.op == "call_module":
+                args, kwargs = load(node.args), load(node.kwargs)
+                if state.explain:
+                    record: list[Tensor] = []
+                    state.records[node] = record
+                    if isinstance(args[0], Tensor):
+                        state.untapped[node] = args[0]
+                    args = tuple(Tap.apply(a, record) if isinstance(a, Tensor) and a.requires_grad
+                                 else a for a in args)
+                env[node] = self.steps[node](state, node, args, kwargs)
+            elif node.op == "call_function":
+                fn: Any = node.target
+                env[node] = fn(*load(node.args), **load(node.kwargs))
+            elif node.op == "call_method":
+                args = load(node.args)
+                env[node] = getattr(args[0], str(node.target))(*args[1:], **load(node.kwargs))
+            else:
+                return load(node.args[0])
+        raise RuntimeError("the prepared graph has no output node")
+
+
+def _fetch(gm: nn.Module, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _default_rule(module: nn.Module) -> Rule:
+    from lumos.lrp import rules
+
+    if isinstance(module, comp.ACTIVATION):
+        return rules.Pass()
+    if isinstance(module, (*comp.SUM, *comp.AVG_POOL)):
+        return rules.Norm()
+    return rules.Gradient()
+
+
+def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
+    """Cheap identity of everything preparation copies: tensors, their versions, the modules."""
+    tensors = tuple((id(t), t._version, t.data_ptr(), t.dtype, t.device, tuple(t.shape))
+                    for t in itertools.chain(model.parameters(), model.buffers()))
+    return tensors, tuple(id(m) for m in model.modules())
+
+
+def _prepare(model: nn.Module, example: Tensor) -> fx.GraphModule:
+    from lumos.lrp.prepare import prepare
+
+    gm = prepare(model, example)
+    for p in gm.parameters():
+        p.requires_grad_(False)
+    return gm
+
+
+class LRP:
+    """Layer-wise Relevance Propagation at about the cost of one gradient.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any traceable classifier; it is never modified (a private prepared copy is used).
+    composite : Composite, optional
+        Which rule where (:mod:`lumos.lrp.composites`); default ``EpsilonPlus()``.
+
+    Examples
+    --------
+    >>> lrp = LRP(model, composite=composites.EpsilonGammaBox(low=-3.0, high=3.0))
+    >>> relevance = lrp.attribute(x, target=3)          # shaped like x, sums to about f_3(x)
+    """
+
+    def __init__(self, model: nn.Module, composite: comp.Composite | None = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"LRP needs a torch.nn.Module, got {type(model).__name__}")
+        if composite is None:
+            composite = comp.EpsilonPlus()
+        if not isinstance(composite, comp.Composite):
+            raise TypeError(f"composite must be a lumos.lrp.composites.Composite, got "
+                            f"{type(composite).__name__}")
+        self.model = model
+        self.composite = composite
+        self._program: _Program | None = None
+        self._key: tuple[Any, ...] | None = None
+
+    def program(self, example: Tensor) -> _Program:
+        """The prepared model with its rules, re-made when the user's model changed."""
+        key = _fingerprint(self.model)
+        if self._program is None or key != self._key:
+            self._program = _Program(_prepare(self.model, example.detach()[:1]), self.composite)
+            self._key = key
+        return self._program
+
+    @property
+    def rules(self) -> dict[str, Rule | None]:
+        """Rule per layer of the last prepared model (``None``: the layer kind's default)."""
+        return {} if self._program is None else dict(self._program.rules)
+
+    def attribute(self, inputs: Tensor, target: TargetLike = None,
+                  relevance: RelevanceLike = None) -> Tensor:
+        """Input relevance, shaped like ``inputs``.
+
+        Parameters
+        ----------
+        inputs : Tensor
+            A batch ``(N, ...)`` of finite floating-point inputs.
+        target : int, sequence, LongTensor, callable or None
+            What to explain (see :mod:`lumos.attribution.targets`).
+        relevance : Tensor or callable, optional
+            Replaces the start relevance at the output (default ``f_t(x)`` at the target class
+            and zero elsewhere): a tensor shaped like the output, or ``output -> tensor``.
+        """
+        return self._propagate(inputs, target, relevance, explain=False)[0]
+
+    def explain(self, inputs: Tensor, target: TargetLike = None,
+                relevance: RelevanceLike = None) -> Explanation:
+        """Relevance plus a conservation report.
+
+        ``layers`` holds, from output to input, the per-sample relevance sum leaving the output
+        (``"output"``), entering each layer's inputs after its rule (by module path) and at the
+        model input (``"input"``). ``delta`` is ``sum(relevance) - sum(start relevance)``, i.e.
+        ``sum(R_input) - f_t(x)`` for the default start.
+        """
+        attribution, score, start, target_obj, layers = self._propagate(
+            inputs, target, relevance, explain=True)
+        total = attribution.reshape(len(attribution), -1).sum(1)
+        return Explanation(attribution=attribution, output=score, method="lrp",
+                           target=None if target_obj.classes is None else
+                           target_obj.classes.clone(),
+                           delta=total - start, layers=layers)
+
+    def _propagate(self, inputs: Tensor, target: TargetLike, relevance: RelevanceLike,
+                   explain: bool) -> tuple[Tensor, Tensor, Tensor, Target, dict[str, Tensor]]:
+        x = check_input(inputs)
+        program = self.program(x)
+        tgt = Target(target, x.shape[0])
+        state = _Run(explain)
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            out = program.run(leaf, state)
+            if not isinstance(out, Tensor) or out.dim() == 0 or out.shape[0] != x.shape[0]:
+                raise ValueError("LRP needs a model that returns one tensor with one row per "
+                                 "input")
+            score = tgt.score(out)
+            start = _start(out, score, relevance)
+            seed = start if program.seed_is_relevance else safe_ratio(start, out.detach())
+            has_side = any(True for _ in state.sides)
+            (grad,) = torch.autograd.grad(out, leaf, seed, retain_graph=has_side,
+                                          allow_unused=True)
+            attribution = leaf.detach() * grad if grad is not None else torch.zeros_like(x)
+            side = _side_relevance(state, leaf)
+            attribution = attribution + side if side is not None else attribution
+        start_sum = start.reshape(len(start), -1).sum(1).detach()
+        layers = _report(program, state, start_sum, attribution) if explain else {}
+        return attribution.detach(), score.detach(), start_sum, tgt, layers
+
+
+def _start(out: Tensor, score: Tensor, relevance: RelevanceLike) -> Tensor:
+    """The relevance at the output: ``out * d score / d out`` unless the user gave one."""
+    if relevance is None:
+        (grad,) = torch.autograd.grad(score.sum(), out, retain_graph=True)
+        return (out * grad).detach()
+    value = relevance(out.detach()) if callable(relevance) else relevance
+    if not isinstance(value, Tensor) or value.shape != out.shape:
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"relevance must be a tensor shaped like the model output "
+                         f"{tuple(out.shape)}, got {shape}")
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError("relevance contains NaN or infinite values")
+    return value.detach().to(out)
+
+
+def _side_relevance(state: _Run, leaf: Tensor) -> Tensor | None:
+    """Relevance of constant-input terms (ZBox, Flat), carried back through reshapes."""
+    total: Tensor | None = None
+    for tensor, parts in state.sides.values():
+        if not parts:
+            continue
+        side = torch.stack(parts).sum(0) if len(parts) > 1 else parts[0]
+        if tensor is not leaf:
+            (side,) = torch.autograd.grad(tensor, leaf, side, retain_graph=True)
+        total = side if total is None else total + side
+    return total
+
+
+def _report(program: _Program, state: _Run, start: Tensor,
+            attribution: Tensor) -> dict[str, Tensor]:
+    layers = {"output": start}
+    for node in reversed(list(state.records)):
+        parts = list(state.records[node])
+        _, side = state.sides.get(node, (None, []))
+        parts += [s.reshape(len(s), -1).sum(1) for s in side]
+        if not parts:
+            continue
+        name = program.name(node)
+        key, i = name, 2
+        while key in layers:
+            key, i = f"{name}#{i}", i + 1
+        layers[key] = torch.stack(parts).sum(0).detach()
+    layers["input"] = attribution.reshape(len(attribution), -1).sum(1)
+    return layers
