@@ -1,0 +1,114 @@
+"""Shared plumbing of the metrics: input checks, scoring a model output, batched forwards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from lumos.attribution.checks import check_input
+from lumos.attribution.targets import Target, TargetLike
+
+Score = Literal["logit", "softmax"]
+#: An explanation method as the metrics call it: ``(inputs, target) -> attribution``.
+ExplainFn = Callable[[Tensor, Tensor | None], Tensor]
+
+
+class Attributor(Protocol):
+    """Anything with lumos's ``attribute(x, target=...)`` method."""
+
+    def attribute(self, inputs: Tensor, target: TargetLike = ...) -> Tensor: ...
+
+
+def as_explain_fn(method: ExplainFn | Attributor) -> ExplainFn:
+    """Accept an attributor object or a plain ``(x, target) -> attribution`` function."""
+    attribute = getattr(method, "attribute", None)
+    if callable(attribute):
+        return lambda x, t: attribute(x, target=t)
+    if callable(method):
+        return method
+    raise TypeError(f"a method must be callable as (inputs, target) or have .attribute(); got "
+                    f"{type(method).__name__}")
+
+
+def check_attribution(x: Tensor, attribution: object) -> Tensor:
+    """Validate ``attribution`` against the input ``x`` it explains.
+
+    It must be finite and shaped like ``x``; for inputs with channels ``(N, C, ...)`` a
+    channel-summed attribution ``(N, 1, ...)`` is accepted too.
+    """
+    attribution = check_input(attribution, "attribution")
+    channel_summed = (x.dim() >= 3 and attribution.dim() == x.dim() and attribution.shape[1] == 1
+                      and attribution.shape[2:] == x.shape[2:]
+                      and attribution.shape[0] == x.shape[0])
+    if attribution.shape != x.shape and not channel_summed:
+        raise ValueError(f"attribution has shape {tuple(attribution.shape)} but the input has "
+                         f"shape {tuple(x.shape)}; they must match")
+    return attribution
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise a clear error when a string option is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an int >= 1, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class Scorer:
+    """Maps model outputs of any subset of the samples to one score per row.
+
+    Parameters
+    ----------
+    target:
+        The user's target (see :mod:`lumos.attribution.targets`).
+    n:
+        Number of samples.
+    score:
+        ``"logit"`` scores the raw output, ``"softmax"`` the class probability.
+    """
+
+    def __init__(self, target: TargetLike, n: int, score: Score = "logit") -> None:
+        check_choice("score", score, ("logit", "softmax"))
+        self.target = target if isinstance(target, Target) else Target(target, n)
+        self.softmax = score == "softmax"
+        self._index: Tensor | None = None
+
+    def __call__(self, output: Tensor, rows: Tensor) -> Tensor:
+        """Scores of ``output``, whose row ``i`` belongs to sample ``rows[i]``."""
+        if self.softmax:
+            if output.dim() != 2:
+                raise ValueError(f"score='softmax' needs a model output of shape (N, classes); "
+                                 f"got {tuple(output.shape)}")
+            output = output.softmax(1)
+        index = self.target.classes
+        if index is None:
+            return self.target.score(output)
+        if self._index is None or self._index.device != output.device:
+            self.target.check(output)
+            self._index = index.to(output.device)
+        return output.gather(1, self._index[rows][:, None])[:, 0]
+
+
+def forward_scores(model: nn.Module, build: Callable[[Tensor], Tensor], rows: Tensor,
+                   scorer: Scorer, batch_size: int) -> Tensor:
+    """Model scores of many perturbed inputs, in chunks of ``batch_size``, without autograd.
+
+    ``build(idx)`` returns the inputs number ``idx`` (a slice of ``0..len(rows)``) and input
+    ``i`` belongs to sample ``rows[i]``. Building per chunk keeps memory at one chunk.
+    """
+    out = []
+    with torch.inference_mode():
+        for lo in range(0, rows.shape[0], batch_size):
+            idx = torch.arange(lo, min(lo + batch_size, rows.shape[0]), device=rows.device)
+            out.append(scorer(model(build(idx)), rows[idx]))
+    if not out:
+        return torch.zeros(0)
+    return torch.cat(out)
