@@ -91,8 +91,8 @@ def main() -> None:
     model, name = load_model()
     x, y = mnist5k("test")
     x, y = x[:N], y[:N]
-    attributions = {"gradient x input": input_x_gradient(model, x, y),
-                    "uniform noise": torch.rand(x.shape, generator=torch.Generator().manual_seed(0))}
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
+    attributions = {"gradient x input": input_x_gradient(model, x, y), "uniform noise": noise}
     runners: dict[str, Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]] = {
         "lumos": lumos_curves, "plain loop": plain_loop}
     quantus = quantus_runner()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import untouched
 from torch import Tensor, nn
 
+from helpers import untouched
 from lumos.metrics.perturbation import (
     aopc,
     auc,
@@ -94,7 +94,7 @@ def test_lerf_with_mixed_signs_is_the_upper_envelope() -> None:
 def reference_loop(model: nn.Module, x: Tensor, a: Tensor, target: Tensor, steps: int,
                    patch: int, fill: Tensor) -> Tensor:
     """Step-by-step oracle: sum relevance per patch, flip whole patches (all channels)."""
-    n, c, h, w = x.shape
+    n, w = x.shape[0], x.shape[3]
     rel = a.sum(1, keepdim=True)
     patch_rel = nn.functional.avg_pool2d(rel, patch, ceil_mode=True) * patch * patch
     order = torch.sort(patch_rel.reshape(n, -1), dim=1, descending=True, stable=True).indices
@@ -117,7 +117,6 @@ def reference_loop(model: nn.Module, x: Tensor, a: Tensor, target: Tensor, steps
 def test_matches_step_by_step_loop_with_patches_and_channels(patch: int, steps: int,
                                                              fill: str | float) -> None:
     from conftest import small_cnn
-
     from lumos.metrics.fills import fill_image
 
     model = small_cnn(in_channels=3)
