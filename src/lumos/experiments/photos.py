@@ -34,6 +34,7 @@ class Classifier:
     mean: list[float]
     std: list[float]
     name: str
+    size: int = SIZE
 
     @property
     def domain(self) -> Domain:
@@ -47,23 +48,9 @@ def pretrained(name: str = "efficientnet-lite0") -> Classifier:
         from lumos.models import zoo
     except ImportError as err:
         raise MethodUnavailable(f"lumos.models.zoo is not available ({err})") from err
-    if not hasattr(zoo, "pretrained"):
-        raise MethodUnavailable("lumos.models.zoo.pretrained is not available")
-    loaded: Any = zoo.pretrained(name)
-    model = loaded[0] if isinstance(loaded, tuple) else loaded
-    meta: Any = loaded[1] if isinstance(loaded, tuple) else loaded
-    classes = list(_field(meta, model, "classes"))
-    mean = [float(v) for v in _field(meta, model, "mean")]
-    std = [float(v) for v in _field(meta, model, "std")]
-    return Classifier(model.eval(), classes, mean, std, name)
-
-
-def _field(meta: Any, model: Any, name: str) -> Any:
-    for source in (meta, model):
-        value = source.get(name) if isinstance(source, dict) else getattr(source, name, None)
-        if value is not None:
-            return value
-    raise MethodUnavailable(f"the pretrained model does not say its {name!r}")
+    loaded = zoo.pretrained(name)
+    return Classifier(loaded.model.eval(), list(loaded.classes), list(loaded.mean),
+                      list(loaded.std), name)
 
 
 def load_photo(name: str) -> Image.Image:

@@ -109,8 +109,14 @@ def explain_all(model: nn.Module, x: Tensor, target: Tensor, methods: Iterable[M
             continue
         parts: list[Explanation] = []
         begin = time.perf_counter()
-        for rows in progress.items(batches(len(x), batch_size), method.title):
-            parts.append(fn(x[rows], target[rows]).detach())
+        try:
+            for rows in progress.items(batches(len(x), batch_size), method.title):
+                parts.append(fn(x[rows], target[rows]).detach())
+        except Exception as err:  # one failing method must not take the others down
+            reason = f"it failed on this model: {type(err).__name__}: {err}"
+            results[method.key] = Result(method, error=reason)
+            progress.say(f"skipped {method.title}: {reason}")
+            continue
         seconds = time.perf_counter() - begin
         results[method.key] = Result(method, _concat(parts), seconds)
         progress.say(f"{method.title}: {len(x)} inputs in {seconds:.2f} s")

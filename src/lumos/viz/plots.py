@@ -78,7 +78,10 @@ def bars(values: Mapping[str, float], *, title: str = "", xlabel: str = "",
     ax.barh(names, heights, color=colors)
     ax.invert_yaxis()
     if log and all(h > 0 for h in heights):
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
     for k, h in enumerate(heights):
         ax.text(h, k, f" {h:.3g}", va="center", fontsize=7)
     ax.set_title(title, fontsize=10)

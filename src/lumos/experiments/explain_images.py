@@ -1,0 +1,142 @@
+"""Explain a user's own image files under a checkpoint or a pretrained model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from lumos.experiments import sections
+from lumos.experiments.methods import Method
+from lumos.experiments.photos import Classifier, preprocess
+from lumos.experiments.study import Progress, explain_all, predict
+from lumos.viz import report as rp
+from lumos.viz.image import heatmap, overlay, save_png, to_image
+
+
+def load_classifier(spec: str) -> Classifier:
+    """A checkpoint path, ``efficientnet-lite0``, or a torchvision name with cached weights.
+
+    Raises
+    ------
+    lumos.cli.UserError
+        One line saying what is wrong: missing file, damaged checkpoint, unknown name, weights
+        not available offline.
+    """
+    from lumos.cli import UserError
+
+    path = Path(spec)
+    if path.suffix in (".safetensors", ".pt", ".pth") or path.exists():
+        return _checkpoint(path)
+    if spec == "efficientnet-lite0":
+        from lumos.experiments.photos import pretrained
+
+        return pretrained(spec)
+    try:
+        import torchvision
+    except ImportError as err:
+        raise UserError(f"{spec!r} is not a file; torchvision names need torchvision: "
+                        "pip install 'lumos[vision]'") from err
+    if spec not in torchvision.models.list_models(module=torchvision.models):
+        raise UserError(f"--model {spec!r} is neither a file, 'efficientnet-lite0', nor a "
+                        "torchvision classification model name")
+    try:
+        weights = torchvision.models.get_model_weights(spec).DEFAULT
+        model = torchvision.models.get_model(spec, weights=weights)
+    except Exception as err:  # no internet and not cached: torch.hub raises URLError/OSError
+        raise UserError(f"cannot get ImageNet weights for {spec!r} ({type(err).__name__}); "
+                        "download them once with internet into the torch cache "
+                        "(~/.cache/torch/hub/checkpoints)") from err
+    tf = weights.transforms()
+    return Classifier(model.eval(), list(weights.meta["categories"]), list(tf.mean),
+                      list(tf.std), spec, int(tf.crop_size[0]))
+
+
+def _checkpoint(path: Path) -> Classifier:
+    from lumos.cli import UserError
+    from lumos.models.checkpoint import CheckpointError, load_checkpoint
+
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        model, meta = load_checkpoint(path)
+    except (CheckpointError, ValueError, OSError) as err:
+        raise UserError(f"cannot load checkpoint {path}: {err}") from err
+    norm = meta.get("normalization") or {"mean": [0.0], "std": [1.0]}
+    classes = meta.get("classes") or [str(k) for k in range(_n_outputs(model, meta))]
+    size = int(meta.get("input_size") or (28 if len(norm["mean"]) == 1 else 224))
+    return Classifier(model, [str(c) for c in classes], list(norm["mean"]), list(norm["std"]),
+                      path.name, size)
+
+
+def _n_outputs(model: torch.nn.Module, meta: dict[str, Any]) -> int:
+    kwargs = (meta.get("architecture") or {}).get("kwargs") or {}
+    return int(kwargs.get("n_classes", 10))
+
+
+def load_images(paths: Sequence[Path], clf: Classifier) -> Tensor:
+    """Read, convert (gray or RGB, as the model wants), resize and normalise the images."""
+    from lumos.cli import UserError
+
+    batch = []
+    for p in paths:
+        try:
+            image = Image.open(p)
+            image.load()
+        except (UnidentifiedImageError, OSError) as err:
+            raise UserError(f"cannot read image {p}: {err}") from err
+        if len(clf.mean) == 1:
+            gray = image.convert("L").resize((clf.size, clf.size), Image.Resampling.BILINEAR)
+            x = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 255.0)
+            batch.append(((x - clf.mean[0]) / clf.std[0]).view(1, 1, clf.size, clf.size))
+        else:
+            batch.append(preprocess(image, clf.mean, clf.std, clf.size))
+    return torch.cat(batch)
+
+
+def explain(clf: Classifier, x: Tensor, names: Sequence[str], methods: Sequence[Method],
+            out: Path, target: int | None, options: dict[str, dict[str, Any]],
+            quiet: bool) -> tuple[Path, list[str]]:
+    """Explain ``x`` with each method; write PNGs and ``out/explain.html``.
+
+    Returns the page's path and one summary line per image.
+    """
+    pred, score = predict(clf.model, x)
+    tgt = pred if target is None else torch.full_like(pred, target)
+    results = explain_all(clf.model, x, tgt, methods, clf.domain, options,
+                          batch_size=4, progress=Progress(quiet))
+    lines = []
+    for i, name in enumerate(names):
+        picture = to_image(x[i], mean=clf.mean, std=clf.std)
+        written = []
+        for r in results.values():
+            if r.explanation is None:
+                continue
+            stem = f"{_slug(Path(name).stem)}-{_slug(r.method.key)}"
+            save_png(heatmap(r.explanation, index=i), out / f"{stem}.png")
+            save_png(overlay(picture, r.explanation, index=i), out / f"{stem}-overlay.png")
+            written.append(f"{stem}.png")
+        lines.append(f"{name}: top-1 {clf.classes[int(pred[i])]} ({float(score[i]):.2f}), "
+                     f"explained {clf.classes[int(tgt[i])]} -> {', '.join(written) or 'nothing'}")
+    lines += [f"skipped {r.method.title}: {r.error}" for r in results.values() if r.error]
+    rows = list(range(len(x)))
+    gallery = sections.gallery(
+        "explain", f"Model {clf.name}", lambda i: to_image(x[i], mean=clf.mean, std=clf.std),
+        rows, list(names),
+        [f"pred {clf.classes[int(pred[i])]} ({float(score[i]):.2f}); explained "
+         f"{clf.classes[int(tgt[i])]}" for i in rows], [None] * len(rows), results,
+        cell=160, photo=len(clf.mean) == 3)
+    page = rp.Report(title="lumos explain", subtitle=f"{len(x)} image(s) under {clf.name}",
+                     sections=[rp.Section("Heatmaps", [*sections.skipped(results), gallery]),
+                               rp.Section("Axioms", sections.axiom_figures(results, clf.name))])
+    return rp.write(page, out / "explain.html"), lines
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
