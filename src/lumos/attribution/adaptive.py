@@ -7,7 +7,7 @@ trapezoid rule on panels whose end points are nodes; then every panel has an *ex
 ``e = (b - a) (h(a) + h(b)) / 2 - (f(b) - f(a))`` and the completeness gap ``delta`` is their sum.
 
 Refinement bisects the panels that carry most of the error (Dörfler marking: the fewest panels
-whose ``|e|`` add up to half the total), which reuses both end points: one new gradient per
+whose ``|e|`` add up to 30% of the excess over the bound), which reuses both end points: one new gradient per
 split panel. This suits ReLU networks, whose gradient along the path is piecewise constant:
 a panel without a kink is already exact, and a panel holding one kink loses about half its
 error per split, while raising a global Gauss-Legendre order cannot resolve the jumps.
@@ -29,7 +29,7 @@ from torch import Tensor
 from lumos.attribution.paths import Paths
 
 INITIAL_PANELS = 2
-MARKING = 0.5
+MARKING = 0.3
 
 
 @dataclass

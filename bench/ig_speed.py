@@ -1,0 +1,68 @@
+"""Cost per gradient evaluation of IG on ResNet-18: lumos and Captum against plain gradients.
+
+ratio = time(IG with n_steps) / (n_steps x time(one batched plain gradient of the same batch)),
+on torchvision ResNet-18 (random weights), batch 4, 224x224, CPU, 2 threads. The three timings
+are interleaved repetition by repetition and medians are reported. lumos must stay <= 1.05.
+
+Run: ``.venv/bin/python bench/ig_speed.py [--steps 16] [--reps 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+import lumos
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    from captum.attr import IntegratedGradients as CaptumIG
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None).eval()
+    x = torch.rand(4, 3, 224, 224)
+    target = [1, 2, 3, 4]
+    ours, theirs = lumos.IntegratedGradients(model), CaptumIG(model)
+    plain = lumos.Gradient(model)
+    runs: dict[str, Callable[[], object]] = {
+        "plain gradient (batch 4)": lambda: plain.attribute(x, target=target),
+        "lumos IG": lambda: ours.attribute(x, target=target, n_steps=args.steps),
+        "captum IG": lambda: theirs.attribute(x, target=target, n_steps=args.steps),
+    }
+    for fn in runs.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.reps):
+        for name, fn in runs.items():
+            times[name].append(timed(fn))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    base = args.steps * med["plain gradient (batch 4)"]
+    print(f"ResNet-18, batch 4, 224x224, CPU, 2 threads, n_steps={args.steps}, "
+          f"{args.reps} interleaved repetitions (medians)")
+    for name, t in med.items():
+        print(f"  {name:26s}{t:9.3f} s")
+    ratio_l, ratio_c = med["lumos IG"] / base, med["captum IG"] / base
+    print(f"IG time / (n_steps x plain gradient): lumos {ratio_l:.3f}   captum {ratio_c:.3f}")
+    ok = ratio_l <= 1.05
+    print(f"lumos ratio <= 1.05: {'PASS' if ok else 'FAIL'}")
+    raise SystemExit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
