@@ -41,3 +41,15 @@ def cnn() -> nn.Module:
 @pytest.fixture
 def mlp() -> nn.Module:
     return small_mlp()
+
+
+@pytest.fixture(scope="session")
+def trained_mnist_cnn() -> nn.Module:
+    """The study's MnistCNN trained on mnist-5k's train split (``lumos.models.zoo.mnist5k_cnn``).
+
+    Trained once per session (or loaded from the weights cache, ``$LUMOS_CACHE`` or
+    ``~/.cache/lumos``); eval mode, float32, test accuracy >= 0.97. Shared: do not modify it.
+    """
+    from lumos.models.zoo import mnist5k_cnn
+
+    return mnist5k_cnn(seed=0)

@@ -1,0 +1,201 @@
+"""Safe checkpoints: safetensors weights plus a JSON sidecar, never a pickle.
+
+A checkpoint ``DIR/model.safetensors`` comes with ``DIR/model.json`` that says how to rebuild
+the model (architecture name and keyword arguments), what it was trained on (dataset, class
+names, input normalisation) and how well it did (metrics), plus the lumos version that wrote it.
+Both files are written to a temp file in the same folder and renamed, so a crash never leaves a
+half-written checkpoint. Loading reads tensors only: a ``.pt``/``.pth`` file is opened with
+``torch.load(weights_only=True)`` and anything needing real unpickling is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import Tensor, nn
+
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, or would need unsafe unpickling."""
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temp file next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Readers therefore see either the old file or the complete new one, never a partial write;
+    on error the temp file is removed.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sidecar_path(weights: str | os.PathLike[str]) -> Path:
+    """The JSON sidecar next to a weights file: ``model.safetensors`` → ``model.json``."""
+    return Path(weights).with_suffix(".json")
+
+
+def write_tensors(path: str | os.PathLike[str], tensors: Mapping[str, Tensor],
+                  meta: Mapping[str, Any] | None = None) -> Path:
+    """Write ``tensors`` as safetensors at ``path`` and ``meta`` as its JSON sidecar, atomically.
+
+    Tensors are made contiguous CPU copies; shared storage (tied weights) is duplicated, which
+    safetensors requires. The sidecar is written first, the weights last, so a weights file on
+    disk always has its sidecar.
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    payload = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    blob = save(payload)
+    if meta is not None:
+        with atomic_file(sidecar_path(path), "w") as handle:
+            json.dump(_jsonable(meta), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+    with atomic_file(path, "wb") as handle:
+        handle.write(blob)
+    return path
+
+
+def read_tensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """Read a tensor dict from safetensors, or from a ``.pt`` file without unpickling code.
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, corrupt, or a pickle that ``weights_only`` loading refuses.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix in _PICKLE_SUFFIXES:
+        return _read_torch_file(path)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return dict(load_file(str(path)))
+    except (SafetensorError, OSError, ValueError) as err:
+        hint = " (it looks like a pickle; lumos never unpickles)" if _is_pickle(path) else ""
+        raise CheckpointError(f"{path} is not a valid safetensors file{hint}: {err}") from err
+
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON sidecar of a weights file, or ``{}`` when there is none."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{side} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{side} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *,
+                    architecture: Mapping[str, Any], dataset: str | None = None,
+                    classes: list[str] | None = None,
+                    normalization: Mapping[str, list[float]] | None = None,
+                    metrics: Mapping[str, Any] | None = None,
+                    extra: Mapping[str, Any] | None = None) -> Path:
+    """Save ``model``'s state dict and a sidecar that lets :func:`load_checkpoint` rebuild it.
+
+    Parameters
+    ----------
+    architecture:
+        ``{"name": <zoo name>, "kwargs": {...}}``, passed to :func:`lumos.models.zoo.build`.
+    normalization:
+        ``{"mean": [...], "std": [...]}`` the model expects on inputs in ``[0, 1]``.
+    """
+    from lumos import __version__
+
+    if "name" not in architecture:
+        raise ValueError("architecture needs a 'name' (a lumos.models.zoo architecture)")
+    meta = {"format": "lumos-checkpoint", "lumos_version": __version__,
+            "architecture": dict(architecture), "dataset": dataset, "classes": classes,
+            "normalization": dict(normalization) if normalization else None,
+            "metrics": dict(metrics or {}), **dict(extra or {})}
+    return write_tensors(path, model.state_dict(), meta)
+
+
+def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None,
+                    ) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint into ``model`` (or a model rebuilt from the sidecar); eval mode.
+
+    Returns
+    -------
+    model, meta:
+        The model with the saved weights, and the sidecar (``{}`` if absent).
+    """
+    state = read_tensors(path)
+    meta = read_meta(path)
+    if model is None:
+        arch = meta.get("architecture")
+        if not isinstance(arch, dict) or "name" not in arch:
+            raise CheckpointError(f"{sidecar_path(path)} does not say which architecture to "
+                                  "build; pass the model to load the weights into")
+        from lumos.models.zoo import build
+
+        model = build(arch["name"], **arch.get("kwargs", {}))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"{path} does not fit the model: {first}") from err
+    return model.eval(), meta
+
+
+def _read_torch_file(path: Path) -> dict[str, Tensor]:
+    import pickle
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as err:
+        raise CheckpointError(f"refusing to load {path}: it needs full unpickling, which can run "
+                              "arbitrary code; re-save it as safetensors "
+                              f"({err.__class__.__name__})") from err
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a dict of tensors (a state dict)")
+    return {str(k): v for k, v in obj.items()}
+
+
+def _is_pickle(path: Path) -> bool:
+    with path.open("rb") as handle:
+        head = handle.read(2)
+    return len(head) == 2 and head[0] == 0x80 and head[1] <= 5
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples to lists, tensors and numpy scalars to Python numbers, recursively."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Tensor):
+        return value.tolist()
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
