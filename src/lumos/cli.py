@@ -15,6 +15,8 @@ from collections.abc import Sequence
 # name of the sub-command -> module under lumos.commands
 COMMANDS: dict[str, str] = {
     "demo": "demo",
+    "explain": "explain",
+    "reproduce": "reproduce",
 }
 
 

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from lumos.experiments import sections
 from lumos.experiments.methods import Method
-from lumos.experiments.photos import Classifier, preprocess
+from lumos.experiments.photos import Classifier, transform
 from lumos.experiments.study import Progress, explain_all, predict
 from lumos.viz import report as rp
 from lumos.viz.image import heatmap, overlay, save_png, to_image
@@ -96,7 +96,7 @@ def load_images(paths: Sequence[Path], clf: Classifier) -> Tensor:
             x = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 255.0)
             batch.append(((x - clf.mean[0]) / clf.std[0]).view(1, 1, clf.size, clf.size))
         else:
-            batch.append(preprocess(image, clf.mean, clf.std, clf.size))
+            batch.append(transform(clf)(image.convert("RGB")).unsqueeze(0))
     return torch.cat(batch)
 
 

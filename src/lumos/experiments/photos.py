@@ -1,8 +1,8 @@
 """Natural photos under an ImageNet classifier: load, preprocess, explain top-1, report.
 
 The photos are the ones scikit-image ships (``skimage.data.chelsea()``, ...), so the demo needs
-no download. Preprocessing is the usual ImageNet one: shorter side to 224 pixels, centre crop
-224 x 224, normalise with the model's mean and standard deviation.
+no download. Preprocessing is the usual ImageNet evaluation one (:mod:`lumos.data.transforms`):
+shorter side to 256 pixels, centre crop 224 x 224, normalise with the model's mean and std.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
 from lumos.experiments import sections
@@ -53,44 +51,26 @@ def pretrained(name: str = "efficientnet-lite0") -> Classifier:
                       list(loaded.std), name)
 
 
-def load_photo(name: str) -> Image.Image:
-    """One of scikit-image's sample photos by name (``chelsea``, ``coffee``, ...), as RGB."""
-    try:
-        from skimage import data
-    except ImportError as err:
-        raise MethodUnavailable("the sample photos ship with scikit-image: "
-                                "pip install 'lumos[demo]'") from err
-    loader = getattr(data, name, None)
-    if loader is None:
-        raise ValueError(f"scikit-image has no sample photo {name!r}")
-    array = np.asarray(loader())
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    return Image.fromarray(array[..., :3].astype(np.uint8)).convert("RGB")
+def load_photos(names: list[str], clf: Classifier) -> Tensor:
+    """scikit-image's sample photos by name, preprocessed for ``clf``: ``(N, 3, size, size)``."""
+    from lumos.data import photos
+
+    tf = transform(clf)
+    return torch.stack([tf(image) for image in photos(names).values()])
 
 
-def preprocess(image: Image.Image, mean: list[float], std: list[float],
-               size: int = SIZE) -> Tensor:
-    """Shorter side to ``size``, centre crop ``size x size``, normalise: ``(1, 3, size, size)``."""
-    w, h = image.size
-    scale = size / min(w, h)
-    resized = image.convert("RGB").resize((max(size, round(w * scale)),
-                                           max(size, round(h * scale))),
-                                          Image.Resampling.BICUBIC)
-    left = (resized.width - size) // 2
-    top = (resized.height - size) // 2
-    crop = resized.crop((left, top, left + size, top + size))
-    x = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    return ((x - m) / s).unsqueeze(0)
+def transform(clf: Classifier) -> Any:
+    """The evaluation transform of ``clf``: shorter side to ``size * 8 / 7``, centre crop, norm."""
+    from lumos.data.transforms import eval_transform
+
+    return eval_transform(clf.size, mean=clf.mean, std=clf.std)
 
 
 def photo_part(settings: Any, progress: Progress, summary: dict[str, str]) -> list[rp.Section]:
     """Explain the photos of ``settings.photos`` with ``settings.photo_methods``."""
     progress.say("loading EfficientNet-Lite0 (ImageNet weights)")
     clf = pretrained("efficientnet-lite0")
-    x = torch.cat([preprocess(load_photo(n), clf.mean, clf.std) for n in settings.photos])
+    x = load_photos(list(settings.photos), clf)
     pred, score = predict(clf.model, x)
     summary["photo model"] = (f"{clf.name}, ImageNet weights, "
                               f"{sum(p.numel() for p in clf.model.parameters()):,} parameters")
