@@ -154,3 +154,20 @@ class Affine(nn.Module):
 
 #: The lumos-specific module types a prepared graph may contain besides ``torch.nn`` ones.
 LUMOS_LAYERS: tuple[type[nn.Module], ...] = (Sum, Concat, Reshape, Mean, Affine)
+
+#: Layers with weights whose LRP rule is a z-rule (Epsilon, Gamma, ...); subclasses count.
+LINEAR_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+#: Element-wise activations a prepared graph may contain (``nn.ReLU6`` is an ``nn.Hardtanh``).
+ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.GELU,
+    nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Mish, nn.PReLU)
+
+#: Pooling modules a prepared graph may contain.
+POOLS: tuple[type[nn.Module], ...] = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+
+#: Every module type a prepared graph's ``call_module`` nodes may target.
+SUPPORTED: tuple[type[nn.Module], ...] = LINEAR_LAYERS + ACTIVATIONS + POOLS + LUMOS_LAYERS
