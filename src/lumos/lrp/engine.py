@@ -23,7 +23,7 @@ from lumos.attribution.checks import check_input
 from lumos.attribution.targets import Target, TargetLike
 from lumos.explanation import Explanation
 from lumos.lrp import composites as comp
-from lumos.lrp.layers import LRPUnsupportedError, Reshape
+from lumos.lrp.layers import Concat, LRPUnsupportedError, Reshape
 from lumos.lrp.ops import WEIGHTED
 from lumos.lrp.propagate import Route, RuleLayer, Tap, safe_ratio
 from lumos.lrp.rules import IDENTITY, Rule, stabilize
@@ -31,6 +31,12 @@ from lumos.lrp.rules import IDENTITY, Rule, stabilize
 RelevanceLike = Tensor | Callable[[Tensor], Tensor] | None
 # ReLU-like layers whose gradient already is act(z) / z: Pass is their plain gradient.
 _HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity)
+# Layers whose output is >= 0, whose relevance below zero is zero, that keep the sign.
+_NONNEG = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Softplus, nn.Hardsigmoid)
+_ZERO_BELOW = (nn.ReLU, nn.ReLU6)
+_KEEPS_SIGN = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d,
+               nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, *comp.AVG_POOL, *comp.SUM,
+               nn.Flatten, nn.Identity, Reshape, Concat)
 # Layers that only move elements: constant-input rules may sit behind them.
 _REARRANGE = (Reshape, nn.Flatten, nn.Unflatten, nn.Identity)
 
@@ -99,21 +105,21 @@ class _Program:
         self.origin: dict[str, str] = dict(getattr(gm, "lumos_origin", {}))
         self.nodes = list(gm.graph.nodes)
         self.output = next(n for n in self.nodes if n.op == "output")
-        modules = dict(gm.named_modules())
+        self.modules = modules = dict(gm.named_modules())
         self.steps: dict[fx.Node, Step] = {}
         self.rules: dict[str, Rule | None] = {}
         self.seed_is_relevance = False
         first_open = True
-        for node in self.nodes:
-            if node.op != "call_module":
-                continue
+        calls = [n for n in self.nodes if n.op == "call_module"]
+        for node in calls:
             module = modules[str(node.target)]
-            name = self.name(node)
-            rule = composite.rule((name, str(node.target)), module, first_open)
+            rule = composite.rule((self.name(node), str(node.target)), module, first_open)
             if first_open and composite.wants_first(module):
                 first_open = False
-            self.rules[name] = rule
-            self.steps[node] = self._step(node, module, name, rule)
+            self.rules[self.name(node)] = rule
+        for node in calls:
+            self.steps[node] = self._step(node, modules[str(node.target)], self.name(node),
+                                          self.rules[self.name(node)])
 
     def name(self, node: fx.Node) -> str:
         """The user's module path for a prepared node."""
@@ -140,7 +146,32 @@ class _Program:
         users = list(node.users)
         at_output = users == [self.output] and self.output.args[0] is node
         self.seed_is_relevance = self.seed_is_relevance or at_output
-        return _weighted(RuleLayer(module, rule, relevance_in=at_output))
+        return _weighted(RuleLayer(module, rule, relevance_in=at_output,
+                                   nonneg_input=self._nonneg(node.args[0]),
+                                   relu_after=bool(users) and all(self._is_relu(u) for u in users)))
+
+    def _module(self, node: object) -> nn.Module | None:
+        if isinstance(node, fx.Node) and node.op == "call_module":
+            return self.modules[str(node.target)]
+        return None
+
+    def _is_relu(self, node: fx.Node) -> bool:
+        rule = self.rules.get(self.name(node))
+        return isinstance(self._module(node), _ZERO_BELOW) and (
+            rule is None or rule.kind in ("pass", "gradient"))
+
+    def _nonneg(self, node: object, depth: int = 0) -> bool:
+        """Whether a node's value is non-negative by construction (ReLU, pooling of ReLU)."""
+        module = self._module(node)
+        if module is None or depth > 50:
+            return False
+        if isinstance(module, _NONNEG):
+            return True
+        assert isinstance(node, fx.Node)
+        if isinstance(module, _KEEPS_SIGN):
+            tensors = [a for a in node.args if isinstance(a, fx.Node)]
+            return bool(tensors) and all(self._nonneg(a, depth + 1) for a in tensors)
+        return False
 
     def _reads_input(self, node: fx.Node) -> bool:
         arg = node.args[0] if node.args else None

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from lumos.lrp.ops import LinearOp
-from lumos.lrp.rules import Rule, Term, stabilize
+from lumos.lrp.rules import POSITIVE, Rule, Term, stabilize
 
 
 class Route(torch.autograd.Function):
@@ -80,13 +80,30 @@ class RuleLayer:
     relevance_in : bool
         The layer produces the model output: its incoming backward value is the relevance
         itself (so an arbitrary start relevance needs no division by the output).
+    nonneg_input : bool
+        The input is known to be non-negative (it comes from a ReLU, say), so ``x+ = x`` and
+        ``x- = 0`` without looking at the data.
+    relu_after : bool
+        Every user of the output is a ReLU: the relevance of outputs ``z <= 0`` is zero, so
+        groups explaining negative outputs are skipped and positive-output masks are moot.
+
+    Notes
+    -----
+    With ``x >= 0`` every term with weights ``a W + c W+`` has output ``a z + c p`` with
+    ``p = W+ x + b+`` (one extra forward; none if ``c = 0``), and its bias folds into that sum,
+    so a rule costs at most one extra forward plus one transposed product per distinct weight.
     """
 
-    def __init__(self, module: torch.nn.Module, rule: Rule, relevance_in: bool = False) -> None:
+    def __init__(self, module: torch.nn.Module, rule: Rule, relevance_in: bool = False,
+                 nonneg_input: bool = False, relu_after: bool = False) -> None:
         self.op = LinearOp(module)
         self.rule = rule
         self.relevance_in = relevance_in
+        self.nonneg_input = nonneg_input
+        self.groups = [m != "neg" or not relu_after for m in rule.masks]
+        self.masks = [None if m == "all" or relu_after else m for m in rule.masks]
         self._offsets: dict[Term, Tensor | None] = {}
+        self._weights: dict[tuple[Any, float], Tensor] = {}
 
     def __call__(self, x: Tensor, side: list[Tensor]) -> Tensor:
         out: Tensor = _RuleFunction.apply(self.op.pre(x), self, side, x.shape)
@@ -94,17 +111,15 @@ class RuleLayer:
 
     # forward -------------------------------------------------------------------------------
     def _offset(self, term: Term) -> Tensor | None:
-        """``bias_t - a * b``: turns ``a * z + c * (W+ x)`` into term ``t``'s output."""
+        """``bias_t - a b - c b+``: what turns ``a z + c p`` into term ``t``'s output."""
         if term not in self._offsets:
-            bias = self.op.param("bias", term.bias)
-            base = self.op.bias
             assert isinstance(term.weight, tuple)
-            a = term.weight[0]
-            if base is None or a == 0.0:
-                off = bias
-            else:
-                off = -a * base if bias is None else bias - a * base
-            self._offsets[term] = off
+            a, c = term.weight
+            off = self.op.param("bias", term.bias)
+            for coef, base in ((a, self.op.bias), (c, self.op.param("bias", POSITIVE))):
+                if base is not None and coef != 0.0:
+                    off = -coef * base if off is None else off - coef * base
+            self._offsets[term] = None if off is None or not bool(off.any()) else off
         return self._offsets[term]
 
     def _const_input(self, term: Term, raw_shape: torch.Size, like: Tensor) -> Tensor:
@@ -116,44 +131,6 @@ class RuleLayer:
             inp = _bound(value, raw_shape, like, term.inputs)
         return self.op.pre(inp)
 
-    def forward(self, x: Tensor, raw_shape: torch.Size) -> tuple[Tensor, dict[str, Any]]:
-        """Output ``z`` and what backward needs (denominators, masks, inputs)."""
-        op, rule = self.op, self.rule
-        z = op.forward(x, op.weight, op.bias)
-        pos_only = bool(x.min() >= 0) if any(t.inputs in ("pos", "neg") for t in rule.terms) \
-            else False
-        p: Tensor | None = None
-        dens: list[Tensor | None] = [None] * len(rule.masks)
-        inputs: dict[Term, Tensor] = {}
-        for term in rule.terms:
-            kind = "x" if pos_only and term.inputs == "pos" else term.inputs
-            if pos_only and kind == "neg":
-                continue
-            if kind == "x" and isinstance(term.weight, tuple):
-                a, c = term.weight
-                out = z * a if a != 1.0 else z
-                if c != 0.0:
-                    if p is None:
-                        p = op.forward(x, op.param("weight", (0.0, 1.0)), None)  # type: ignore
-                    out = out + c * p
-                off = self._offset(term)
-                if off is not None:
-                    out = out + op.bias_shape_of(off, out)
-                inputs[term] = x
-            else:
-                inp = self._term_input(term, kind, x, raw_shape)
-                weight = op.param("weight", term.weight)
-                assert weight is not None
-                out = op.forward(inp, weight, op.param("bias", term.bias))
-                inputs[term] = inp
-            out = out if term.sign == 1.0 else out * term.sign
-            prev = dens[term.group]
-            dens[term.group] = out if prev is None else prev + out
-        inv = [None if d is None else 1.0 / stabilize(d, rule.stabilizer) for d in dens]
-        masks = [None if m == "all" else (z > 0 if m == "pos" else z < 0) for m in rule.masks]
-        return z, {"x": x, "z": z, "inv": inv, "masks": masks, "inputs": inputs,
-                   "pos_only": pos_only}
-
     def _term_input(self, term: Term, kind: str, x: Tensor, raw_shape: torch.Size) -> Tensor:
         if kind == "x":
             return x
@@ -163,42 +140,70 @@ class RuleLayer:
             return x.clamp(max=0)
         return self._const_input(term, raw_shape, x)
 
+    def _decomposed(self, term: Term, z: Tensor, p: Tensor | None, x: Tensor) -> Tensor:
+        """Term output as ``a z + c p + offset`` (inputs that equal ``x``)."""
+        assert isinstance(term.weight, tuple)
+        a, c = term.weight
+        if c != 0.0:
+            assert p is not None
+            out = torch.add(p, z, alpha=a) if c == 1.0 else torch.add(z * a, p, alpha=c)
+        else:
+            out = z if a == 1.0 else z * a
+        off = self._offset(term)
+        return out if off is None else out + self.op.bias_shape_of(off, out)
+
+    def forward(self, x: Tensor, raw_shape: torch.Size) -> tuple[Tensor, dict[str, Any]]:
+        """Output ``z`` and what backward needs: per group ``z / stabilise(d_g)`` (masked)."""
+        op, rule = self.op, self.rule
+        z = op.forward(x, op.weight, op.bias)
+        signed = any(t.inputs in ("pos", "neg") for t in rule.terms)
+        pos_only = self.nonneg_input or (signed and bool(x.min() >= 0))
+        p: Tensor | None = None
+        dens: list[Tensor | None] = [None] * len(rule.masks)
+        inputs: dict[Term, Tensor] = {}
+        for term in rule.terms:
+            kind = "x" if pos_only and term.inputs == "pos" else term.inputs
+            if (pos_only and kind == "neg") or not self.groups[term.group]:
+                continue
+            if kind == "x" and isinstance(term.weight, tuple):
+                if term.weight[1] != 0.0 and p is None:
+                    p = op.forward(x, _weight(op, POSITIVE), op.param("bias", POSITIVE))
+                out = self._decomposed(term, z, p, x)
+                inputs[term] = x
+            else:
+                inputs[term] = inp = self._term_input(term, kind, x, raw_shape)
+                out = op.forward(inp, _weight(op, term.weight), op.param("bias", term.bias))
+            out = out if term.sign == 1.0 else out * term.sign
+            prev = dens[term.group]
+            dens[term.group] = out if prev is None else prev + out
+        scales = [None if d is None else self._scale(d, z, mask)
+                  for d, mask in zip(dens, self.masks, strict=True)]
+        return z, {"x": x, "scales": scales, "inputs": inputs}
+
+    def _scale(self, d: Tensor, z: Tensor, mask: str | None) -> Tensor:
+        den = stabilize(d, self.rule.stabilizer)
+        scale = den.reciprocal() if self.relevance_in else z / den
+        if mask is not None:
+            scale = torch.where(z > 0 if mask == "pos" else z < 0, scale, 0.0)
+        return scale
+
     # backward ------------------------------------------------------------------------------
     def backward(self, saved: dict[str, Any], g: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """``g_in`` for the layer input and the side relevance of constant-input terms."""
-        relevance = g if self.relevance_in else saved["z"] * g
-        groups: list[Tensor | None] = []
-        for inv, mask in zip(saved["inv"], saved["masks"], strict=True):
-            if inv is None:
-                groups.append(None)
-                continue
-            scaled = relevance * inv
-            if mask is not None:
-                scaled = scaled * mask
-                if not bool(scaled.any()):
-                    scaled = None
-            groups.append(scaled)
-        sums: dict[tuple[str, Any], tuple[Tensor, Tensor]] = {}
+        shares = [None if s is None else g * s for s in saved["scales"]]
+        sums: dict[tuple[str, Any, float], tuple[Tensor, Tensor]] = {}
         for term, inp in saved["inputs"].items():
-            share = groups[term.group]
+            share = shares[term.group]
             if share is None:
                 continue
-            share = share if term.coef == 1.0 else share * term.coef
             kind = "x" if inp is saved["x"] else term.inputs
-            key = (kind, term.weight)
+            key = (kind, term.weight, term.coef)
             sums[key] = (inp, share if key not in sums else sums[key][1] + share)
-        return self._reduce(saved, sums)
-
-    def _reduce(self, saved: dict[str, Any],
-                sums: dict[tuple[str, Any], tuple[Tensor, Tensor]]) -> tuple[Tensor | None,
-                                                                           Tensor | None]:
         x = saved["x"]
         grad_x: Tensor | None = None
         side: Tensor | None = None
-        for (kind, mod), (inp, share) in sums.items():
-            weight = self.op.param("weight", mod)
-            assert weight is not None
-            grad = self.op.transpose(share, weight, inp)
+        for (kind, mod, coef), (inp, share) in sums.items():
+            grad = self.op.transpose(share, self._scaled_weight(mod, coef), inp)
             if kind in ("x", "pos", "neg"):
                 if kind != "x":
                     grad = grad * (x > 0 if kind == "pos" else x < 0)
@@ -207,6 +212,19 @@ class RuleLayer:
                 part = inp * grad
                 side = part if side is None else side + part
         return grad_x, side
+
+    def _scaled_weight(self, mod: Any, coef: float) -> Tensor:
+        key = (mod, coef)
+        if key not in self._weights:
+            weight = _weight(self.op, mod)
+            self._weights[key] = weight if coef == 1.0 else weight * coef
+        return self._weights[key]
+
+
+def _weight(op: LinearOp, mod: Any) -> Tensor:
+    weight = op.param("weight", mod)
+    assert weight is not None
+    return weight
 
 
 class _RuleFunction(torch.autograd.Function):

@@ -91,8 +91,8 @@ def stabilize(d: Tensor, stabilizer: StabilizerLike) -> Tensor:
     """``d + eps * sign(d)`` with ``sign(0) = +1`` (or ``stabilizer(d)`` when callable)."""
     if callable(stabilizer):
         return stabilizer(d)
-    sign = (d == 0).to(d.dtype) + d.sign()
-    return d + sign * float(stabilizer)
+    # +eps for d >= 0, -eps for d < 0 (differs from sign(0) = +1 only at -0.0)
+    return torch.copysign(d.new_tensor(float(stabilizer)), d).add_(d)
 
 
 def modify(param: Tensor, mod: ParamMod) -> Tensor:

@@ -1,0 +1,95 @@
+"""LRP speed: lumos vs Zennit, each as a multiple of one plain input gradient, same run.
+
+Runs torchvision VGG-16 and ResNet-18 (random weights, eval mode) on a batch of 4 random
+224x224 images with two CPU threads, EpsilonGammaBox(-3, 3) in both libraries (Zennit with its
+VGG / ResNet canonizers). The three timed calls are interleaved round by round and medians are
+printed, so machine load hits all of them alike. lumos prepares its model copy once, outside the
+timing (it is cached inside the LRP object); Zennit registers its hooks inside the timing, as its
+context manager does on every use.
+
+    .venv/bin/python bench/lrp_speed.py [--repeats 5] [--size 224] [--batch 4] [--models vgg16 resnet18]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+def _gradient(model: nn.Module, x: Tensor, target: int) -> Tensor:
+    leaf = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(leaf)[:, target].sum(), leaf)
+    return grad
+
+
+def _zennit(model: nn.Module, name: str) -> Callable[[Tensor, int], Tensor]:
+    from zennit.attribution import Gradient as ZennitGradient
+    from zennit.composites import EpsilonGammaBox
+    from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+    canonizer = ResNetCanonizer() if name.startswith("resnet") else VGGCanonizer()
+
+    def run(x: Tensor, target: int) -> Tensor:
+        composite = EpsilonGammaBox(low=-3.0, high=3.0, canonizers=[canonizer])
+        with ZennitGradient(model, composite) as attributor:
+            _, relevance = attributor(
+                x, lambda out: torch.eye(out.shape[1], dtype=out.dtype)[[target] * len(out)] * out)
+        return relevance
+    return run
+
+
+def _lumos(model: nn.Module) -> Callable[[Tensor, int], Tensor]:
+    import lumos
+    from lumos.lrp import composites
+
+    lrp = lumos.LRP(model, composite=composites.EpsilonGammaBox(low=-3.0, high=3.0))
+    return lambda x, target: lrp.attribute(x, target=target)
+
+
+def _timed(fn: Callable[[Tensor, int], Tensor], x: Tensor) -> float:
+    start = time.perf_counter()
+    fn(x, 1)
+    return time.perf_counter() - start
+
+
+def bench(name: str, repeats: int, batch: int, size: int) -> None:
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    x = torch.randn(batch, 3, size, size)
+    calls = {"gradient": lambda x, t: _gradient(model, x, t), "zennit": _zennit(model, name),
+             "lumos": _lumos(model)}
+    for fn in calls.values():  # warm-up (lumos prepares its copy here)
+        fn(x, 1)
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(repeats):
+        for key, fn in calls.items():
+            times[key].append(_timed(fn, x))
+    med = {key: statistics.median(values) for key, values in times.items()}
+    print(f"{name:9s} batch {batch} {size}x{size}: gradient {med['gradient']:.3f}s | "
+          f"zennit {med['zennit']:.3f}s = {med['zennit'] / med['gradient']:.2f}x | "
+          f"lumos {med['lumos']:.3f}s = {med['lumos'] / med['gradient']:.2f}x "
+          f"(medians of {repeats}, {torch.get_num_threads()} threads)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", nargs="+", default=["vgg16", "resnet18"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for name in args.models:
+        bench(name, args.repeats, args.batch, args.size)
+
+
+if __name__ == "__main__":
+    main()
