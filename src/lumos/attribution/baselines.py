@@ -152,11 +152,9 @@ def _single(spec: object, x: Tensor) -> Tensor:
 
 def _as_input_like(b: Tensor, x: Tensor, name: str) -> Tensor:
     """Broadcast ``b`` to ``x``'s shape, dtype and device, with a clear error if impossible."""
-    try:
-        shape = torch.broadcast_shapes(b.shape, x.shape)
-    except RuntimeError:
-        shape = None
-    if shape != x.shape:
+    fits = b.dim() <= x.dim() and all(
+        size in (1, want) for size, want in zip(reversed(b.shape), reversed(x.shape)))
+    if not fits:
         raise ValueError(f"{name} has shape {tuple(b.shape)}, which does not broadcast to the "
                          f"inputs' shape {tuple(x.shape)}; give one baseline per sample or a "
                          f"shape broadcastable to one sample")

@@ -1,0 +1,111 @@
+"""Adaptive IG: per-sample refinement to a completeness tolerance, honest reporting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import small_cnn
+from torch import nn
+
+import lumos
+from lumos.attribution.integrated import ConvergenceWarning
+
+
+class Counting(nn.Module):
+    """Wraps a model and counts the rows it is called on."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += x.shape[0]
+        return self.model(x)
+
+
+def test_every_sample_reaches_the_tolerance_and_reports_it() -> None:
+    model = Counting(small_cnn())
+    x = torch.rand(6, 1, 12, 12, dtype=torch.float64)
+    exp = lumos.IntegratedGradients(model).explain(x, target=[0, 1, 2, 3, 4, 5],
+                                                   tolerance=1e-3)
+    gap = exp.output - exp.baseline_output
+    assert exp.method == "ig" and exp.converged is not None and bool(exp.converged.all())
+    assert torch.allclose(exp.delta, exp.attribution.flatten(1).sum(1) - gap, atol=1e-13)
+    assert bool((exp.delta.abs() <= 1e-3 * gap.abs() + 1e-9).all())
+    with torch.no_grad():
+        assert torch.allclose(exp.output, model.model(x).gather(1, exp.target[:, None])[:, 0])
+    # every gradient is paid once: the model saw exactly the reported evaluations
+    assert model.rows == int(exp.n_steps.sum())
+    assert exp.n_steps.dtype == torch.long and exp.n_steps.shape == (6,)
+
+
+def test_tighter_tolerance_refines_and_converges_to_fine_fixed_rule() -> None:
+    model = small_cnn()
+    x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
+    ig = lumos.IntegratedGradients(model)
+    loose = ig.explain(x, target=3, tolerance=1e-2)
+    tight = ig.explain(x, target=3, tolerance=1e-6, max_steps=4096)
+    assert bool((tight.n_steps >= loose.n_steps).all()) and bool(tight.converged.all())
+    reference = ig.attribute(x, target=3, n_steps=2000, method="riemann_middle")
+    err_tight = (tight.attribution - reference).abs().max()
+    err_loose = (loose.attribution - reference).abs().max()
+    assert err_tight < err_loose
+
+
+def test_unconverged_samples_are_reported_with_a_warning() -> None:
+    model = small_cnn()
+    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
+    with pytest.warns(ConvergenceWarning, match="did not reach the completeness tolerance"):
+        exp = lumos.IntegratedGradients(model).explain(x, target=1, tolerance=1e-12,
+                                                       max_steps=5)
+    assert not bool(exp.converged.all())
+    assert bool((exp.n_steps <= 5).all())
+    assert bool((exp.delta[~exp.converged].abs() > 0).all())
+
+
+def test_score_constant_along_the_path_converges_immediately() -> None:
+    """f(x) == f(x'): the relative bound is zero, the default atol decides (documented)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).double()
+    x = torch.zeros(2, 4, dtype=torch.float64)
+    exp = lumos.IntegratedGradients(model).explain(x, target=0)
+    assert bool(exp.converged.all()) and int(exp.n_steps.max()) == 3
+    assert float(exp.attribution.abs().max()) == 0.0
+
+
+def test_several_baselines_converge_against_the_mean_baseline_output() -> None:
+    model = small_cnn()
+    x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
+    exp = lumos.IntegratedGradients(model).explain(
+        x, target=2, baselines=["zero", "blur", 0.5], tolerance=1e-3)
+    with torch.no_grad():
+        bases = [torch.zeros_like(x), lumos.attribution.baselines.Blur()(x),
+                 torch.full_like(x, 0.5)]
+        mean_base = torch.stack([model(b)[:, 2] for b in bases]).mean(0)
+    assert torch.allclose(exp.baseline_output, mean_base, atol=1e-12)
+    assert bool(exp.converged.all())
+    assert bool((exp.n_steps >= 9).all())  # at least 3 evaluations per baseline
+
+
+def test_fixed_explain_reports_the_same_numbers_as_attribute() -> None:
+    model = small_cnn()
+    x = torch.rand(2, 1, 12, 12, dtype=torch.float32)
+    model = model.float()
+    ig = lumos.IntegratedGradients(model)
+    exp = ig.explain(x, target=4, n_steps=20, method="riemann_trapezoid", tolerance=0.05)
+    attr, delta = ig.attribute(x, target=4, n_steps=20, method="riemann_trapezoid",
+                               return_convergence_delta=True)
+    assert exp.attribution.dtype == torch.float32
+    assert torch.equal(exp.attribution, attr) and torch.allclose(exp.delta, delta)
+    assert exp.n_steps.tolist() == [20, 20]
+
+
+def test_adaptive_float32_and_chunked() -> None:
+    model = small_cnn().float()
+    x = torch.rand(4, 1, 12, 12)
+    ig = lumos.IntegratedGradients(model)
+    a = ig.explain(x, target=0, internal_batch_size=3)
+    b = ig.explain(x, target=0)
+    assert torch.equal(a.n_steps, b.n_steps)
+    assert torch.allclose(a.attribution, b.attribution, atol=1e-6)
+    assert bool(b.converged.all())
