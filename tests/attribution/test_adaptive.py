@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import small_cnn
 from torch import nn
 
 import lumos
+from conftest import small_cnn
 from lumos.attribution.integrated import ConvergenceWarning
 
 

@@ -15,7 +15,8 @@ def test_numbers_tensors_and_callables() -> None:
     assert torch.equal(resolve(0.5, x)[0], torch.full_like(x, 0.5))
     means = torch.tensor([0.1, 0.2]).view(2, 1, 1)  # float32, broadcast per channel
     out = resolve(means, x)[0]
-    assert out.shape == x.shape and out.dtype == x.dtype and float(out[1, 1, 3, 3]) == pytest.approx(0.2)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert float(out[1, 1, 3, 3]) == pytest.approx(0.2)
     per_sample = torch.rand_like(x)
     assert torch.equal(resolve(per_sample, x)[0], per_sample)
     assert torch.equal(resolve(lambda t: t * 0.5, x)[0], x * 0.5)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import small_cnn
-from helpers import untouched
 from torch import nn
 
 import lumos
+from conftest import small_cnn
+from helpers import untouched
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from conftest import small_cnn
 
 import lumos
+from conftest import small_cnn
 
 
 def test_gradient_and_input_x_gradient_equal_captum() -> None:

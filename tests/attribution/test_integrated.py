@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import small_cnn, small_mlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import lumos
+from conftest import small_cnn, small_mlp
 from lumos.attribution import quadrature
 from lumos.attribution.quadrature import METHODS
 

@@ -7,10 +7,11 @@ trapezoid rule on panels whose end points are nodes; then every panel has an *ex
 ``e = (b - a) (h(a) + h(b)) / 2 - (f(b) - f(a))`` and the completeness gap ``delta`` is their sum.
 
 Refinement bisects the panels that carry most of the error (Dörfler marking: the fewest panels
-whose ``|e|`` add up to 30% of the excess over the bound), which reuses both end points: one new gradient per
-split panel. This suits ReLU networks, whose gradient along the path is piecewise constant:
-a panel without a kink is already exact, and a panel holding one kink loses about half its
-error per split, while raising a global Gauss-Legendre order cannot resolve the jumps.
+whose ``|e|`` add up to 30% of the excess over the bound), which reuses both end points: one
+new gradient per split panel. This suits ReLU networks, whose gradient along the path is
+piecewise constant: a panel without a kink is already exact, and a panel holding one kink
+loses about half its error per split, while raising a global Gauss-Legendre order cannot
+resolve the jumps.
 
 All unfinished samples (and all their baselines) are refined together, one batched model call
 per round. A sample stops when ``|delta| <= tolerance * |f(x) - f(x')| + atol`` (with several

@@ -106,8 +106,8 @@ class Sampled:
 
 
 BaselineLike: TypeAlias = Union[  # noqa: UP007  (a runtime alias: keep it 3.10 friendly)
-    None, float, int, str, Tensor, Callable[[Tensor], Tensor], Sampled,
-    Sequence["BaselineLike"],
+    float, int, str, Tensor, Callable[[Tensor], Tensor], Sampled, Sequence["BaselineLike"],
+    None,
 ]
 _NAMED: dict[str, Callable[[Tensor], Tensor]] = {
     "zero": torch.zeros_like, "blur": Blur(), "uniform": Uniform(),
@@ -152,8 +152,9 @@ def _single(spec: object, x: Tensor) -> Tensor:
 
 def _as_input_like(b: Tensor, x: Tensor, name: str) -> Tensor:
     """Broadcast ``b`` to ``x``'s shape, dtype and device, with a clear error if impossible."""
-    fits = b.dim() <= x.dim() and all(
-        size in (1, want) for size, want in zip(reversed(b.shape), reversed(x.shape)))
+    trailing = x.shape[x.dim() - b.dim():] if b.dim() <= x.dim() else None
+    fits = trailing is not None and all(
+        size in (1, want) for size, want in zip(b.shape, trailing, strict=True))
     if not fits:
         raise ValueError(f"{name} has shape {tuple(b.shape)}, which does not broadcast to the "
                          f"inputs' shape {tuple(x.shape)}; give one baseline per sample or a "

@@ -89,7 +89,7 @@ class IntegratedGradients:
         return_convergence_delta:
             Also return ``sum(attribution) - (f(x) - f(x'))`` per sample.
         """
-        x, paths, _ = self._prepare(inputs, baselines, target, internal_batch_size)
+        _, paths, _ = self._prepare(inputs, baselines, target, internal_batch_size)
         method = quadrature.canonical_method(method)
         alphas, weights = quadrature.rule(method, n_steps)
         attr = self._finish(paths, integrate_fixed(paths, alphas, weights))
@@ -166,7 +166,7 @@ class IntegratedGradients:
     def _converged(delta: Tensor, f_x: Tensor, f_base: Tensor, tolerance: float,
                    atol: float | None, dtype: torch.dtype) -> Tensor:
         slack = torch.tensor([default_atol(tolerance, float(a), float(b), dtype)
-                              if atol is None else atol for a, b in zip(f_x, f_base)])
+                              if atol is None else atol for a, b in zip(f_x, f_base, strict=True)])
         bound = tolerance * (f_x - f_base).abs().double().cpu() + slack
         return delta.abs().double().cpu() <= bound
 
