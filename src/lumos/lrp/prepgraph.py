@@ -118,12 +118,19 @@ class PrepGraph:
 
     def replace(self, node: fx.Node, module: nn.Module, args: tuple[Any, ...],
                 kwargs: dict[str, Any] | None = None, name: str | None = None) -> fx.Node:
-        """Replace ``node`` by a call of ``module`` (a new module) on ``args``."""
+        """Replace ``node`` by a call of ``module`` (a new module) on ``args``.
+
+        ``name`` None: a functional op; the module is named ``<owner path>.lumos_<node name>``
+        and, having no module of the user behind it, is its own origin (a unique name). Otherwise
+        the module stands for the user's module at ``self.path(node)``.
+        """
         owner = self.path(node)
         if name is None:
             prefix = "" if owner == "<root>" else owner + "."
-            name = f"{prefix}lumos_{node.name}"
-        target = self.add_module(name, module, owner)
+            target = self.new_name(f"{prefix}lumos_{node.name}")
+            self.add_module(target, module, target)
+        else:
+            target = self.add_module(name, module, owner)
         with self.graph.inserting_after(node):
             new = self.graph.call_module(target, args, kwargs or {})
         new.meta = dict(node.meta)
