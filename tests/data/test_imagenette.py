@@ -69,7 +69,7 @@ def test_wrong_dataset_and_missing_class_are_clear(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not Imagewoof classes"):
         Imagewoof(root, size="160")
     (root / "imagenette2-160" / "val" / IMAGENETTE_WNIDS[3]).rename(tmp_path / "elsewhere")
-    with pytest.raises(DatasetError, match="class folder missing.*chain saw"):
+    with pytest.raises(DatasetError, match=r"class folder missing.*chain saw"):
         Imagenette(root, split="val", size="160")
 
 
@@ -79,13 +79,13 @@ def test_undecodable_image_names_the_file(tmp_path: Path) -> None:
     bad.write_bytes(b"not a jpeg")
     ds = Imagenette(root, size="160")
     index = [p for p, _ in ds.samples].index(bad)
-    with pytest.raises(DatasetError, match="broken.JPEG"):
+    with pytest.raises(DatasetError, match=r"broken\.JPEG"):
         ds[index]
 
 
 @pytest.mark.parametrize(("split", "size"), [("test", "160"), ("train", "224")])
 def test_bad_arguments(tmp_path: Path, split: str, size: str) -> None:
-    with pytest.raises(ValueError, match="split|size"):
+    with pytest.raises(ValueError, match=r"split|size"):
         Imagenette(tmp_path, split=split, size=size)
 
 
