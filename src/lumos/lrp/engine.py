@@ -336,8 +336,12 @@ class LRP:
             if not isinstance(out, Tensor) or out.dim() == 0 or out.shape[0] != x.shape[0]:
                 raise ValueError("LRP needs a model that returns one tensor with one row per "
                                  "input")
-            score = tgt.score(out)
-            start = _start(out, score, relevance)
+            if relevance is not None and target is None:  # the start needs no target
+                start = _start(out, None, relevance)
+                score = start.reshape(len(start), -1).sum(1)
+            else:
+                score = tgt.score(out)
+                start = _start(out, score, relevance)
             seed = start if program.seed_is_relevance else safe_ratio(start, out.detach())
             has_side = any(True for _ in state.sides)
             (grad,) = torch.autograd.grad(out, leaf, seed, retain_graph=has_side,
@@ -350,9 +354,10 @@ class LRP:
         return attribution.detach(), score.detach(), start_sum, tgt, layers
 
 
-def _start(out: Tensor, score: Tensor, relevance: RelevanceLike) -> Tensor:
+def _start(out: Tensor, score: Tensor | None, relevance: RelevanceLike) -> Tensor:
     """The relevance at the output: ``out * d score / d out`` unless the user gave one."""
     if relevance is None:
+        assert score is not None
         (grad,) = torch.autograd.grad(score.sum(), out, retain_graph=True)
         return (out * grad).detach()
     value = relevance(out.detach()) if callable(relevance) else relevance
