@@ -134,3 +134,86 @@ def test_random_shift_keeps_shape_and_moves_content() -> None:
     x[:, :, 4, 4] = 1.0
     out = random_shift(2)(x, torch.Generator().manual_seed(1))
     assert out.shape == x.shape and torch.equal(out.sum((1, 2, 3)), torch.ones(2))
+
+
+# --- the `lumos train` command, on hand-made IDX files -------------------------------------
+
+def _write_learnable_mnist(folder: Path, n_train: int = 160, n_test: int = 40) -> None:
+    """IDX files whose class is a bright row: the recipe must learn it almost perfectly."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "data"))
+    from datafix import idx_bytes
+
+    folder.mkdir(parents=True)
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        x, y = _toy(n, seed)
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(
+            idx_bytes((x[:, 0].clamp(0, 1) * 255).round().numpy()))
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes(y.numpy()))
+
+
+def _lumos(*argv: str) -> int:
+    from lumos.cli import main
+
+    return main(list(argv))
+
+
+def test_cli_trains_saves_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lumos.models.checkpoint import load_checkpoint
+
+    _write_learnable_mnist(tmp_path / "data" / "fashion-mnist")
+    out = tmp_path / "run"
+    common = ("train", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "data"),
+              "--out", str(out), "--quiet", "--batch-size", "32")
+    assert _lumos(*common, "--epochs", "2") == 0
+    assert capsys.readouterr().out.strip() == str(out / "model.safetensors")
+    model, meta = load_checkpoint(out / "model.safetensors")
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert meta["dataset"] == "fashion-mnist" and meta["classes"][0] == "T-shirt/top"
+    assert meta["architecture"]["name"] == "mnist-cnn" and len(meta["metrics"]["history"]) == 2
+    assert meta["metrics"]["best_epoch"] in (1, 2)
+    assert "val_accuracy" in meta["metrics"]["history"][0]
+    assert _lumos(*common, "--epochs", "4", "--resume") == 0
+    meta = load_checkpoint(out / "model.safetensors")[1]
+    assert [e["epoch"] for e in meta["metrics"]["history"]] == [1, 2, 3, 4]
+    assert meta["metrics"]["test_accuracy"] >= 0.9  # the recipe learns the fixture
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--dataset", "mnist"), "mnist-file-missing"),
+    (("--dataset", "imagenette", "--model", "cnn"), "is for 28x28 grayscale images"),
+    (("--dataset", "mnist-5k", "--model", "resnet18"), "RGB ImageNet-style"),
+    (("--dataset", "mnist-5k", "--val-fraction", "1.5"), "--val-fraction"),
+    (("--dataset", "imagewoof", "--weights", "nope.pt"), "--weights file not found"),
+])
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                 argv: tuple[str, ...], message: str) -> None:
+    rc = _lumos("train", *argv, "--out", str(tmp_path / "o"), "--data-dir", str(tmp_path))
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    if message == "mnist-file-missing":
+        assert str(tmp_path / "mnist" / "train-images-idx3-ubyte") in err and "https://" in err
+    else:
+        assert message in err
+
+
+@pytest.mark.slow
+def test_cli_trains_resnet18_on_imagenette_layout(tmp_path: Path) -> None:
+    pytest.importorskip("torchvision")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "data"))
+    from datafix import imagenette_tarball
+
+    from lumos.data.download import extract_tar
+    from lumos.models.checkpoint import load_checkpoint
+
+    extract_tar(imagenette_tarball(tmp_path / "a.tgz", per_class=2), tmp_path / "data")
+    out = tmp_path / "run"
+    assert _lumos("train", "--dataset", "imagenette", "--data-dir", str(tmp_path / "data"),
+                  "--out", str(out), "--epochs", "1", "--image-size", "32", "--quiet",
+                  "--val-fraction", "0.25") == 0
+    model, meta = load_checkpoint(out / "model.safetensors")
+    assert meta["classes"][0] == "tench" and meta["normalization"]["mean"][0] == 0.485
+    assert model(torch.rand(1, 3, 32, 32)).shape == (1, 10)

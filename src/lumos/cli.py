@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "explain": "explain",
     "reproduce": "reproduce",
+    "train": "train",
 }
 
 

@@ -193,6 +193,16 @@ def random_shift(max_shift: int = 2) -> Augment:
     return shift
 
 
+def random_flip() -> Augment:
+    """Augmentation: mirror each image left-right with probability 1/2 (for natural photos)."""
+    def flip(x: Tensor, gen: torch.Generator) -> Tensor:
+        mask = torch.rand(x.shape[0], generator=gen) < 0.5
+        out = x.clone()
+        out[mask] = x[mask].flip(-1)
+        return out
+    return flip
+
+
 def _batches(data: Data, batch_size: int, gen: torch.Generator | None,
              num_workers: int) -> Iterator[tuple[Tensor, Tensor]]:
     if isinstance(data, tuple):
