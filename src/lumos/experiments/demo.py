@@ -58,7 +58,7 @@ class DemoSettings:
     def fast(cls) -> DemoSettings:
         """Reduced settings for tests: one epoch on fewer digits, two photos, fewer steps."""
         return cls(epochs=1, train_limit=1500, explain=24, photos=["chelsea", "coffee"],
-                   ig_max_steps=64, photo_ig_max_steps=32, flip_steps=8,
+                   ig_max_steps=64, photo_ig_max_steps=16, flip_steps=8,
                    mnist_methods=["ig", "lrp:epsilon-plus", "lrp:epsilon-gamma-box",
                                   "gradient"],
                    photo_methods=["ig", "lrp:epsilon-gamma-box", "gradient"])
