@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +13,7 @@ from lumos.attribution.targets import Target, TargetLike
 
 Score = Literal["logit", "softmax"]
 #: An explanation method as the metrics call it: ``(inputs, target) -> attribution``.
-ExplainFn = Callable[[Tensor, Tensor | None], Tensor]
+ExplainFn = Callable[[Tensor, Any], Tensor]
 
 
 class Attributor(Protocol):

@@ -248,10 +248,18 @@ def insertion_deletion(model: nn.Module, x: Tensor, attribution: Tensor,
     """
     step, steps = removal_steps(x, attribution, steps, patch, "morf")
     scorer = Scorer(target, x.shape[0], score)
-    deletion = perturbation_curve(model, x, fill_image(x, fill, seed), step, steps, scorer,
-                                  batch_size)
-    start = fill_image(x, baseline, seed)
-    if isinstance(start, float):
-        start = torch.full_like(x, start)
-    insertion = perturbation_curve(model, start, x, step, steps, scorer, batch_size)
+    deletion = game_curve(model, x, "deletion", step, steps, scorer, fill, seed, batch_size)
+    insertion = game_curve(model, x, "insertion", step, steps, scorer, baseline, seed,
+                           batch_size)
     return InsertionDeletion(auc(insertion), auc(deletion), insertion, deletion)
+
+
+def game_curve(model: nn.Module, x: Tensor, game: str, step: Tensor, steps: int,
+               scorer: Scorer, reference: Fill, seed: int = 0, batch_size: int = 256) -> Tensor:
+    """One curve of the insertion (from ``reference`` to ``x``) or deletion game."""
+    check_choice("game", game, ("insertion", "deletion"))
+    image = fill_image(x, reference, seed)
+    if game == "deletion":
+        return perturbation_curve(model, x, image, step, steps, scorer, batch_size)
+    start = torch.full_like(x, image) if isinstance(image, float) else image
+    return perturbation_curve(model, start, x, step, steps, scorer, batch_size)

@@ -1,0 +1,142 @@
+"""The result of :func:`lumos.metrics.evaluate`: methods x metrics, mean and standard error."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def mean_stderr(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error (sample std / sqrt(n)) of the finite values; NaN when none."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    mean = sum(finite) / len(finite)
+    if len(finite) < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)
+    return mean, math.sqrt(var / len(finite))
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+@dataclass
+class EvaluationResult:
+    """Per-sample values of every metric for every method, with summaries.
+
+    Attributes
+    ----------
+    methods, metrics:
+        Row and column names, in the order given.
+    values:
+        ``values[method][metric]``: one float per evaluated sample.
+    better:
+        ``better[metric]``: ``"higher"`` or ``"lower"``, for reading the table.
+    info:
+        Free-form settings recorded with the run (data size, device, seed, ...).
+    """
+
+    methods: list[str]
+    metrics: list[str]
+    values: dict[str, dict[str, list[float]]]
+    better: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def mean(self, method: str, metric: str) -> float:
+        """Mean of one cell."""
+        return mean_stderr(self.values[method][metric])[0]
+
+    def stderr(self, method: str, metric: str) -> float:
+        """Standard error of one cell's mean."""
+        return mean_stderr(self.values[method][metric])[1]
+
+    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{method: {metric: {"mean", "stderr", "n"}}}``."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for method in self.methods:
+            out[method] = {}
+            for metric in self.metrics:
+                mean, se = mean_stderr(self.values[method][metric])
+                out[method][metric] = {"mean": mean, "stderr": se,
+                                       "n": len(self.values[method][metric])}
+        return out
+
+    def to_dict(self, samples: bool = False) -> dict[str, Any]:
+        """Plain data for JSON; per-sample values only when ``samples``."""
+        data: dict[str, Any] = {"methods": self.methods, "metrics": self.metrics,
+                                "better": self.better, "info": self.info,
+                                "summary": self.summary()}
+        if samples:
+            data["values"] = self.values
+        return data
+
+    def to_json(self, path: str | os.PathLike[str] | None = None, samples: bool = False) -> str:
+        """The result as JSON text (NaN as ``null``); also written atomically to ``path``."""
+        text = json.dumps(_nan_to_none(self.to_dict(samples)), indent=2) + "\n"
+        if path is not None:
+            write_atomic(path, text)
+        return text
+
+    def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
+        """One row per method and metric: mean, stderr, n; also written atomically to ``path``."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["method", "metric", "mean", "stderr", "n", "better"])
+        for method, row in self.summary().items():
+            for metric, cell in row.items():
+                writer.writerow([method, metric, repr(cell["mean"]), repr(cell["stderr"]),
+                                 int(cell["n"]), self.better.get(metric, "")])
+        text = buffer.getvalue()
+        if path is not None:
+            write_atomic(path, text)
+        return text
+
+    def table(self, digits: int = 3) -> str:
+        """A plain-text table: one row per method, ``mean ± stderr`` per metric."""
+        head = [f"{m} ({'↑' if self.better.get(m) == 'higher' else '↓'})"
+                if m in self.better else m for m in self.metrics]
+        rows = [[method] + [self._cell(method, m, digits) for m in self.metrics]
+                for method in self.methods]
+        cols = [["method", *head], *rows]
+        widths = [max(len(r[i]) for r in cols) for i in range(len(cols[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                 for r in cols]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def _cell(self, method: str, metric: str, digits: int) -> str:
+        mean, se = mean_stderr(self.values[method][metric])
+        return f"{mean:.{digits}g} ± {se:.2g}"
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
