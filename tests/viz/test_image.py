@@ -109,3 +109,12 @@ def test_png_is_written_atomically(tmp_path) -> None:
     assert Image.open(path).size == (6, 6)
     assert [p.name for p in path.parent.iterdir()] == ["h.png"]
     assert data_uri(img).startswith("data:image/png;base64,")
+
+
+def test_png_gets_the_usual_file_mode(tmp_path) -> None:
+    import os
+
+    path = save_png(Image.new("RGB", (1, 1)), tmp_path / "m.png")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

