@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # name of the sub-command -> module under lumos.commands
 COMMANDS: dict[str, str] = {
     "demo": "demo",
+    "evaluate": "evaluate",
     "explain": "explain",
     "reproduce": "reproduce",
     "train": "train",

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from lumos.attribution.checks import check_input
 from lumos.attribution.targets import Target, TargetLike
+from lumos.explanation import Explanation
 
 Score = Literal["logit", "softmax"]
 #: An explanation method as the metrics call it: ``(inputs, target) -> attribution``.
@@ -23,14 +24,23 @@ class Attributor(Protocol):
 
 
 def as_explain_fn(method: ExplainFn | Attributor) -> ExplainFn:
-    """Accept an attributor object or a plain ``(x, target) -> attribution`` function."""
+    """Accept an attributor object or a plain ``(x, target) -> attribution`` function.
+
+    A method may also return an :class:`~lumos.explanation.Explanation` (``.explain``); the
+    metrics use its attribution.
+    """
     attribute = getattr(method, "attribute", None)
     if callable(attribute):
         return lambda x, t: attribute(x, target=t)
-    if callable(method):
-        return method
-    raise TypeError(f"a method must be callable as (inputs, target) or have .attribute(); got "
-                    f"{type(method).__name__}")
+    if not callable(method):
+        raise TypeError(f"a method must be callable as (inputs, target) or have .attribute(); "
+                        f"got {type(method).__name__}")
+
+    def explain(x: Tensor, target: Any) -> Tensor:
+        value = method(x, target)
+        return value.attribution if isinstance(value, Explanation) else value
+
+    return explain
 
 
 def check_attribution(x: Tensor, attribution: object) -> Tensor:
