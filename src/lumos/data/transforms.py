@@ -56,9 +56,10 @@ class Resize:
     def __call__(self, image: Any) -> Tensor:
         x = to_tensor(image)
         h, w = x.shape[-2:]
-        if isinstance(self.size, int):
-            scale = self.size / min(h, w)
-            out = (max(1, round(h * scale)), max(1, round(w * scale)))
+        if isinstance(self.size, int):  # the longer side truncates, as in torchvision
+            short, long = (h, w) if h <= w else (w, h)
+            other = max(1, int(self.size * long / short))
+            out = (self.size, other) if h <= w else (other, self.size)
         else:
             out = (int(self.size[0]), int(self.size[1]))
         if out == (h, w):
@@ -86,7 +87,7 @@ class CenterCrop:
             ph, pw = max(0, th - h), max(0, tw - w)
             x = torch.nn.functional.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
             h, w = x.shape[-2:]
-        top, left = (h - th) // 2, (w - tw) // 2
+        top, left = round((h - th) / 2), round((w - tw) / 2)  # torchvision's offsets
         return x[..., top:top + th, left:left + tw]
 
     def __repr__(self) -> str:

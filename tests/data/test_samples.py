@@ -1,0 +1,56 @@
+"""Embedded data: mnist-5k's fixed class-balanced split, scikit-image photos, the progress bar."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from lumos.data import mnist5k, photos
+from lumos.data.progress import Progress
+
+
+def test_mnist5k_split_is_fixed_balanced_and_disjoint() -> None:
+    x_all, y_all = mnist5k("all")
+    x_tr, y_tr = mnist5k("train")
+    x_te, y_te = mnist5k("test")
+    assert x_tr.shape == (4000, 1, 28, 28) and x_te.shape == (1000, 1, 28, 28)
+    assert torch.bincount(y_te).tolist() == [100] * 10
+    assert torch.bincount(y_tr).tolist() == [400] * 10
+    assert y_te[:10].tolist() == list(range(10))  # class-interleaved: prefixes are balanced
+    # the test digits are the last 100 of each class in file order
+    for c in range(10):
+        last = x_all[y_all == c][-100:]
+        assert torch.equal(x_te[y_te == c], last)
+    flat_te = {tuple(v) for v in x_te.flatten(1)[:, 200:260].tolist()}
+    flat_tr = {tuple(v) for v in x_tr.flatten(1)[:, 200:260].tolist()}
+    assert len(flat_te & flat_tr) <= 2  # disjoint up to identical-looking crops
+    assert float(x_tr.min()) >= 0 and float(x_tr.max()) <= 1 and x_tr.dtype == torch.float32
+    with pytest.raises(ValueError, match="split"):
+        mnist5k("val")  # type: ignore[arg-type]
+
+
+def test_photos_are_rgb() -> None:
+    pics = photos(["chelsea", "astronaut"])
+    assert {p.mode for p in pics.values()} == {"RGB"} and pics["chelsea"].size == (451, 300)
+    with pytest.raises(ValueError, match="no sample photo"):
+        photos(["nonexistent"])
+    with pytest.raises(ValueError, match="not a colour photo"):
+        photos(["camera"])
+
+
+def test_progress_bar_off_a_terminal_writes_one_line() -> None:
+    stream = io.StringIO()
+    with Progress(10, "train", stream=stream) as bar:
+        for _ in range(10):
+            bar.update(1, "loss 0.1")
+    text = stream.getvalue()
+    assert text.count("\n") == 1 and "100%" in text and "10/10" in text and "loss 0.1" in text
+    quiet = io.StringIO()
+    with Progress(5, enabled=False, stream=quiet) as bar:
+        bar.update(5)
+    assert quiet.getvalue() == ""
+    sized = Progress(3 * 1024 * 1024, "f", bytes=True, initial=1024 * 1024, stream=io.StringIO())
+    assert "1.0MiB/3.0MiB" in sized.line()
+    assert "KiB" in Progress(None, bytes=True, initial=2048, stream=io.StringIO()).line()
