@@ -1,59 +1,31 @@
 """Adaptive IG vs Captum's fixed Gauss-Legendre: gradient evaluations to reach 1% completeness.
 
-A small CNN (``lumos.models.MnistCNN``) is trained, seeded, on the embedded MNIST train split
-(``lumos.data.samples.mnist5k``); 64 held-out test digits are explained for their true class
-against the black (zero) baseline. Captum needs one step count for the whole batch: the bench
-searches the smallest ``n`` for which *every* digit has ``|delta| <= 1% |f(x) - f(x')|`` (a
-linear scan, so the first count that works, the most favourable to Captum). lumos's adaptive
-``explain`` refines each digit separately. PASS when lumos brings every digit within 1% and
-spends on average at most half of Captum's count per digit.
+The study's small CNN trained on the embedded MNIST train split
+(``lumos.models.zoo.mnist5k_cnn``, seeded, cached under ``$LUMOS_CACHE``); 64 held-out test
+digits are explained for their true class against the black (zero) baseline. Captum needs one
+step count for the whole batch: the bench searches the smallest ``n`` for which *every* digit
+has ``|delta| <= 1% |f(x) - f(x')|`` (a linear scan, so the first count that works, the most
+favourable to Captum). lumos's adaptive ``explain`` refines each digit separately. PASS when
+lumos brings every digit within 1% and spends on average at most half of Captum's count per
+digit.
 
-Run: ``.venv/bin/python bench/ig_convergence.py [--weights PATH]`` (PATH caches the trained
-weights between runs).
+Run: ``.venv/bin/python bench/ig_convergence.py [--seed 0]``
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 import lumos
 from lumos.data.samples import mnist5k
-from lumos.models.cnn import MnistCNN
+from lumos.models.zoo import mnist5k_cnn
 
 TOLERANCE = 0.01
 N_DIGITS = 64
-
-
-def train(epochs: int = 2, seed: int = 0) -> nn.Module:
-    """A seeded, short training run of the study's MNIST CNN on the 4,000 train digits."""
-    torch.manual_seed(seed)
-    x, y = mnist5k("train")
-    model = MnistCNN()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        for rows in torch.randperm(x.shape[0], generator=gen).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[rows]), y[rows]).backward()
-            opt.step()
-    return model.eval()
-
-
-def load_model(weights: Path | None) -> nn.Module:
-    if weights is not None and weights.exists():
-        model = MnistCNN()
-        model.load_state_dict(torch.load(weights))
-        return model.eval()
-    model = train()
-    if weights is not None:
-        torch.save(model.state_dict(), weights)
-    return model
 
 
 def captum_within(model: nn.Module, x: Tensor, y: Tensor, n: int) -> Tensor:
@@ -78,16 +50,16 @@ def captum_minimal_steps(model: nn.Module, x: Tensor, y: Tensor, limit: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=None, help="cache for trained weights")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of the CNN")
     parser.add_argument("--limit", type=int, default=1000, help="largest Captum step count tried")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    model = load_model(args.weights)
+    model = mnist5k_cnn(args.seed)
     x_test, y_test = mnist5k("test")
     with torch.no_grad():
         acc = (model(x_test).argmax(1) == y_test).double().mean().item()
     x, y = x_test[:N_DIGITS], y_test[:N_DIGITS]
-    print(f"MnistCNN trained on mnist5k train: test accuracy {acc:.3f}; explaining {N_DIGITS} "
+    print(f"mnist5k_cnn(seed={args.seed}): test accuracy {acc:.3f}; explaining {N_DIGITS} "
           f"held-out digits (true class, zero baseline, tolerance {TOLERANCE:.0%})")
 
     t0 = time.perf_counter()

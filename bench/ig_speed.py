@@ -3,6 +3,8 @@
 ratio = time(IG with n_steps) / (n_steps x time(one batched plain gradient of the same batch)),
 on torchvision ResNet-18 (random weights), batch 4, 224x224, CPU, 2 threads. The three timings
 are interleaved repetition by repetition and medians are reported. lumos must stay <= 1.05.
+Both libraries run with their defaults (lumos: ``internal_batch_size="auto"``, which chunks the
+``n_steps x 4`` rows to a CPU memory budget; Captum: all rows in one batch).
 
 Run: ``.venv/bin/python bench/ig_speed.py [--steps 16] [--reps 5]``
 """

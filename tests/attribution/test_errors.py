@@ -43,6 +43,14 @@ def test_bad_input_gets_one_clear_error_and_leaves_the_model(model, error, messa
         call(lumos.IntegratedGradients(model))
 
 
+def test_training_mode_batchnorm_is_refused() -> None:
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten()).double().train()
+    with untouched(net), pytest.raises(ValueError, match="BatchNorm layer '1' is in training"):
+        lumos.IntegratedGradients(net).attribute(X, target=0)
+    with pytest.raises(TypeError, match=r"model must be an nn\.Module or a callable"):
+        lumos.Gradient(3)  # type: ignore[arg-type]
+
+
 def test_integer_target_needs_2d_output() -> None:
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()).double()
     with untouched(net), pytest.raises(ValueError, match="integer target needs a model output "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -125,7 +127,12 @@ def test_completeness_on_random_smooth_models(seed: int, dtype: torch.dtype) -> 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu() -> None:
     model, x = models_and_inputs()[0]
-    cpu = lumos.IntegratedGradients(model).explain(x, target=1)
-    gpu = lumos.IntegratedGradients(model.cuda()).explain(x.cuda(), target=1)
-    assert gpu.attribution.device.type == "cuda"
+    cpu_ig = lumos.IntegratedGradients(model)
+    cpu = cpu_ig.explain(x, target=1, baselines=["zero", "blur", "uniform"])
+    ig = lumos.IntegratedGradients(copy.deepcopy(model).cuda())
+    gpu = ig.explain(x.cuda(), target=1, baselines=["zero", "blur", "uniform"])
+    assert gpu.attribution.device.type == "cuda" and gpu.delta.device.type == "cuda"
+    assert torch.equal(gpu.n_steps, cpu.n_steps)
     assert torch.allclose(gpu.attribution.cpu(), cpu.attribution, atol=1e-10)
+    auto = ig.attribute(x.cuda(), target=1, internal_batch_size="auto")
+    assert torch.allclose(auto.cpu(), cpu_ig.attribute(x, target=1), atol=1e-10)

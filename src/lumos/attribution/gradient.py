@@ -21,6 +21,24 @@ from lumos.explanation import Explanation
 Model = nn.Module | Callable[[Tensor], Tensor]
 
 
+def check_model(model: object) -> Model:
+    """Return ``model`` if lumos can call it without changing it; raise otherwise.
+
+    A BatchNorm layer in training mode would update its running statistics on every call (and
+    mix the rows of a batch), so such models are refused with the layer's path.
+    """
+    if not callable(model):
+        raise TypeError(f"model must be an nn.Module or a callable, got {type(model).__name__}")
+    if isinstance(model, nn.Module):
+        for name, module in model.named_modules():
+            if (isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training
+                    and module.track_running_stats):
+                raise ValueError(f"BatchNorm layer {name or '<root>'!r} is in training mode and "
+                                 f"would update its running statistics; call model.eval() "
+                                 f"before explaining")
+    return model
+
+
 def forward(model: Model, x: Tensor) -> Tensor:
     """``model(x)``, checked to be a tensor with one row per input row."""
     out = model(x)
@@ -67,7 +85,7 @@ class Gradient:
     method = "gradient"
 
     def __init__(self, model: Model, absolute: bool = False) -> None:
-        self.model = model
+        self.model = check_model(model)
         self.absolute = absolute
 
     def attribute(self, inputs: Tensor, target: TargetLike = None) -> Tensor:
@@ -77,6 +95,7 @@ class Gradient:
     def explain(self, inputs: Tensor, target: TargetLike = None) -> Explanation:
         """The attribution with the explained score per sample."""
         x = check_input(inputs)
+        check_model(self.model)  # again: the model may have been put in training mode since
         tgt = Target(target, x.shape[0])
         attr, score = self._attribute(x, tgt)
         return Explanation(attribution=attr, output=score, method=self.method,

@@ -17,7 +17,7 @@ from lumos.attribution import quadrature
 from lumos.attribution.adaptive import default_atol, integrate_adaptive
 from lumos.attribution.baselines import BaselineLike, resolve
 from lumos.attribution.checks import check_input
-from lumos.attribution.gradient import Model
+from lumos.attribution.gradient import Model, check_model
 from lumos.attribution.paths import ChunkLike, Paths
 from lumos.attribution.targets import Target, TargetLike
 from lumos.explanation import Explanation
@@ -62,12 +62,12 @@ class IntegratedGradients:
     method = "ig"
 
     def __init__(self, model: Model, multiply_by_inputs: bool = True) -> None:
-        self.model = model
+        self.model = check_model(model)
         self.multiply_by_inputs = multiply_by_inputs
 
     def attribute(self, inputs: Tensor, baselines: BaselineLike = None,
                   target: TargetLike = None, n_steps: int = 50,
-                  method: str = "gauss_legendre", internal_batch_size: ChunkLike = None,
+                  method: str = "gauss_legendre", internal_batch_size: ChunkLike = "auto",
                   return_convergence_delta: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """IG with a fixed quadrature rule; Captum's signature and meaning.
 
@@ -85,7 +85,9 @@ class IntegratedGradients:
             ``riemann_left``, ``riemann_right``, ``riemann_middle``, ``riemann_trapezoid`` or
             ``gauss_legendre`` (see :mod:`lumos.attribution.quadrature`).
         internal_batch_size:
-            Rows per model call: ``None`` (all at once), an int, or ``"auto"`` (memory budget).
+            Rows per model call: ``"auto"`` (a memory budget, see :mod:`lumos.attribution.paths`),
+            an int, or ``None`` (all at once, Captum's default). The result is the same up to
+            the order of summation.
         return_convergence_delta:
             Also return ``sum(attribution) - (f(x) - f(x'))`` per sample.
         """
@@ -100,7 +102,7 @@ class IntegratedGradients:
 
     def explain(self, inputs: Tensor, target: TargetLike = None, baselines: BaselineLike = None,
                 tolerance: float = 0.01, max_steps: int = 512, n_steps: int | None = None,
-                method: str = "gauss_legendre", internal_batch_size: ChunkLike = None,
+                method: str = "gauss_legendre", internal_batch_size: ChunkLike = "auto",
                 atol: float | None = None) -> Explanation:
         """IG with its completeness report; adaptive unless ``n_steps`` is given.
 
@@ -146,6 +148,7 @@ class IntegratedGradients:
     def _prepare(self, inputs: Tensor, baselines: BaselineLike, target: TargetLike,
                  internal_batch_size: ChunkLike) -> tuple[Tensor, Paths, Target]:
         x = check_input(inputs).detach()
+        check_model(self.model)  # again: the model may have been put in training mode since
         tgt = Target(target, x.shape[0])
         paths = Paths(self.model, x, resolve(baselines, x), tgt, internal_batch_size)
         return x, paths, tgt

@@ -7,15 +7,17 @@ path ``p`` runs from baseline ``p // N`` of sample ``p % N`` to that sample). An
 sample together.
 
 Memory: ``internal_batch_size`` is the most rows sent to the model at once (``None``: all at
-once, like Captum). ``"auto"`` measures the bytes autograd saves for one row (a one-row probe
-forward with ``torch.autograd.graph.saved_tensors_hooks``, parameters excluded), adds the row's
-input, gradient and point copies, and fits as many rows as the budget allows: half the free
-memory on CUDA, a quarter of the physical memory (at most 2 GiB) on CPU.
+once, like Captum). ``"auto"`` (lumos's default) measures the bytes autograd saves for one row
+(a one-row probe forward with ``torch.autograd.graph.saved_tensors_hooks``, parameters
+excluded), adds the row's input, gradient and point copies, and fits as many rows as the budget
+allows: half the free memory on CUDA, where big batches keep the device busy; 128 MiB on CPU,
+where rows beyond what the caches hold run no faster per row but cost memory traffic (on
+ResNet-18 at 224x224, 2 threads, 64 rows at once cost 1.28 plain gradients per row, chunks of
+4 to 8 rows 0.91). Chunking changes only the order in which gradients are summed.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import torch
@@ -25,7 +27,7 @@ from lumos.attribution.gradient import Model, forward, score_and_grad
 from lumos.attribution.targets import Target
 
 ChunkLike = int | str | None
-_CPU_BUDGET_CAP = 2 * 1024**3
+_CPU_BUDGET = 128 * 1024**2
 
 
 class Paths:
@@ -116,11 +118,7 @@ def memory_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free) // 2
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        physical = 4 * _CPU_BUDGET_CAP
-    return min(_CPU_BUDGET_CAP, int(physical) // 4)
+    return _CPU_BUDGET
 
 
 def row_bytes(paths: Paths, probe_path: Tensor) -> int:
