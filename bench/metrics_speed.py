@@ -74,8 +74,9 @@ def quantus_runner() -> Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor] | 
         metric = quantus.PixelFlipping(features_in_step=PER_STEP, perturb_baseline=0.0,
                                        normalise=False, abs=False, disable_warnings=True,
                                        display_progressbar=False)
-        curves = metric(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(),
-                        device="cpu", softmax=True, batch_size=N)
+        curves = metric(model=model, x_batch=x.cpu().numpy(), y_batch=y.cpu().numpy(),
+                        a_batch=a.cpu().numpy(), device=str(x.device), softmax=True,
+                        batch_size=N)
         return torch.tensor(curves, dtype=torch.float32)
 
     return run
@@ -85,13 +86,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     model, name = load_model()
+    model.to(args.device)
     x, y = mnist5k("test")
-    x, y = x[:N], y[:N]
-    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
+    x, y = x[:N].to(args.device), y[:N].to(args.device)
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)).to(x.device)
     attributions = {"gradient x input": input_x_gradient(model, x, y), "uniform noise": noise}
     runners: dict[str, Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]] = {
         "lumos": lumos_curves, "plain loop": plain_loop}
@@ -102,14 +106,16 @@ def main() -> None:
     else:
         runners["quantus 0.6"] = quantus
     print(f"model: {name}; {N} digits x {STEPS} steps of {PER_STEP} pixels, fill 0, softmax; "
-          f"torch threads: {torch.get_num_threads()}")
+          f"device {args.device}; torch threads: {torch.get_num_threads()}")
     for label, a in attributions.items():
         times: dict[str, list[float]] = {k: [] for k in runners}
         curves: dict[str, Tensor] = {}
         for _ in range(args.repeats):
             for key, fn in runners.items():
+                sync()
                 start = time.perf_counter()
-                curves[key] = fn(model, x, a, y)
+                curves[key] = fn(model, x, a, y).cpu()
+                sync()
                 times[key].append(time.perf_counter() - start)
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"\nattribution: {label}")
