@@ -67,15 +67,27 @@ def test_resume_continues_bit_exactly(tmp_path: Path) -> None:
     straight = _model()
     h_straight = fit(straight, data, val, epochs=3, batch_size=16, progress=False,
                      select_best=False)
-    part = _model()
-    fit(part, data, val, epochs=2, batch_size=16, progress=False, checkpoint_dir=tmp_path)
-    # pretend the run died after epoch 2 (only the last-epoch checkpoint survives the process)
-    resumed = _model(seed=99)
+    calls = 0
+
+    def crash_in_epoch_3(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 9:  # 4 batches per epoch: the first batch of epoch 3
+            raise KeyboardInterrupt
+        return x
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), data, val, epochs=3, batch_size=16, progress=False, select_best=False,
+            checkpoint_dir=tmp_path, augment=crash_in_epoch_3)
+    resumed = _model(seed=99)  # a new process: fresh weights, only the checkpoint survives
     h_resumed = fit(resumed, data, val, epochs=3, batch_size=16, progress=False,
                     checkpoint_dir=tmp_path, resume=True, select_best=False)
     assert _same(_state(straight), _state(resumed))
     assert len(h_resumed.epochs) == 3
     assert h_resumed.epochs[2]["train_loss"] == h_straight.epochs[2]["train_loss"]
+    with pytest.raises(ValueError, match=r"different lr \(0\.003 != 0\.01\)"):
+        fit(_model(), data, val, epochs=4, batch_size=16, lr=1e-2, progress=False,
+            checkpoint_dir=tmp_path, resume=True)
 
 
 def test_best_epoch_weights_are_restored(tmp_path: Path) -> None:

@@ -84,7 +84,10 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, epochs: int =
         Folder for ``last.safetensors`` (weights + optimiser state, every epoch) and
         ``best.safetensors``; needed for ``resume``.
     resume:
-        Continue from ``checkpoint_dir/last.safetensors`` if present (else start fresh).
+        Continue from ``checkpoint_dir/last.safetensors`` if present (else start fresh). With
+        the same settings the result is bit-identical to an uninterrupted run; ``epochs`` may
+        grow (the schedule then stretches for the remaining epochs); a different ``seed``,
+        ``batch_size``, ``lr``, ``weight_decay`` or ``schedule`` is refused.
     select_best:
         With ``val``, end with the weights of the epoch with the best validation accuracy.
 
@@ -96,9 +99,11 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, epochs: int =
     steps_per_epoch = math.ceil(n_train / batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     history, best_state = History(), None
+    settings = {"seed": seed, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                "schedule": schedule}
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if resume and ckpt is not None and (ckpt / LAST).is_file():
-        history, best_state = _restore(ckpt, model, opt)
+        history, best_state = _restore(ckpt, model, opt, settings)
     start = time.perf_counter() - history.seconds
     bar = Progress(epochs * steps_per_epoch, "train", enabled=progress,
                    initial=len(history.epochs) * steps_per_epoch)
@@ -138,7 +143,7 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, epochs: int =
             history.seconds = time.perf_counter() - start
             stats["seconds"] = history.seconds
             if ckpt is not None:
-                _save_state(ckpt, model, opt, history, best_state is not None
+                _save_state(ckpt, model, opt, history, settings, best_state is not None
                             and history.best_epoch == epoch)
             bar.update(0, _summary(stats))
     if val is None:
@@ -249,22 +254,30 @@ def _check_args(epochs: int, batch_size: int, lr: float, resume: bool,
 
 
 def _save_state(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer, history: History,
-                is_best: bool) -> None:
+                settings: dict[str, Any], is_best: bool) -> None:
     """Write ``last.safetensors``: model weights, optimiser tensors, and the history as JSON."""
     state = opt.state_dict()
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     for idx, slots in state["state"].items():
         for name, value in slots.items():
             tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value)
-    meta = {"history": history.to_dict(), "param_groups": state["param_groups"]}
+    meta = {"history": history.to_dict(), "param_groups": state["param_groups"],
+            "settings": settings}
     if is_best:
         write_tensors(ckpt / BEST, model.state_dict(), {"epoch": history.best_epoch})
     write_tensors(ckpt / LAST, tensors, meta)
 
 
-def _restore(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer,
+def _restore(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer, settings: dict[str, Any],
              ) -> tuple[History, dict[str, Tensor] | None]:
     tensors, meta = read_tensors(ckpt / LAST), read_meta(ckpt / LAST)
+    saved_settings = meta.get("settings", {})
+    changed = sorted(k for k in settings
+                     if k in saved_settings and saved_settings[k] != settings[k])
+    if changed:
+        raise ValueError(f"cannot resume from {ckpt / LAST}: it was trained with different "
+                         + ", ".join(f"{k} ({saved_settings[k]} != {settings[k]})"
+                                     for k in changed))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     slots: dict[int, dict[str, Tensor]] = {}
     for key, value in tensors.items():
