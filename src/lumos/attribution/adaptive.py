@@ -17,6 +17,9 @@ All unfinished samples (and all their baselines) are refined together, one batch
 per round. A sample stops when ``|delta| <= tolerance * |f(x) - f(x')| + atol`` (with several
 baselines: the mean gap against the mean baseline output), or when another round would exceed
 ``max_steps`` gradient evaluations; such samples are reported as not converged.
+
+Memory: a split changes the weights of its end points, so every node's gradient is kept until
+the loop ends (``sum(n_steps)`` input-sized tensors); the fixed rules keep one chunk at a time.
 """
 
 from __future__ import annotations
