@@ -73,9 +73,10 @@ def _module_op(factory: Callable[..., nn.Module], names: tuple[str, ...]) -> Han
         if params.get("return_indices"):
             raise g.error(node, f"{op_name(node)} with return_indices=True",
                           "drop return_indices; unpooling has no LRP rule")
-        new = g.replace(node, factory(**params), (node.args[0],))
+        x = node.args[0]
+        new = g.replace(node, factory(**params), (x,))
         if inplace:
-            g.after_inplace(node.args[0] if node.args else None, new)
+            g.after_inplace(x, new)
     return handle
 
 
@@ -160,8 +161,8 @@ def _mul(g: PrepGraph, node: fx.Node) -> None:
             return
     if g.is_tensor(x) and g.is_tensor(y):
         raise g.error(node, "element-wise product of two activations (gating, attention, "
-                      "squeeze-excitation)", "LRP rules exist for products only as "
-                      "Pass-through choices; remove the gate, or explain a model without it")
+                      "squeeze-excitation)", "no standard rule splits relevance between two "
+                      "factors; explain a model without the gate or attention branch")
     if g.is_tensor(x) or g.is_tensor(y):
         raise g.error(node, f"{op_name(node)} of activations by a constant",
                       "fold the constant into the next layer's weights")
@@ -290,7 +291,7 @@ def canonize_modules(g: PrepGraph) -> None:
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             continue   # folded or made Affine by lumos.lrp.fold
         elif not isinstance(module, LINEAR_LAYERS + ACTIVATIONS + POOLS + LUMOS_LAYERS):
-            raise g.error(node, f"module {type(module).__name__}", _ADVICE)
+            raise g.error(node, f"module {type(module).__name__}", _ADVICE)  # a leaf we lack
         else:
             _check_leaf(g, node, module)
 

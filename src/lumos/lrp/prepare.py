@@ -198,6 +198,7 @@ def _build(g: PrepGraph) -> fx.GraphModule:
     root = {name: owned[name] for name in sorted(used, key=lambda n: n.count("."))}
     gm = fx.GraphModule(root, g.graph, class_name="LRPPrepared")
     gm.graph.lint()
+    gm.eval()
     for p in gm.parameters():
         p.requires_grad_(False)
         p.grad = None

@@ -7,6 +7,7 @@ error that names the source), so that each pass stays a few lines about its own 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,8 @@ class PrepGraph:
 
     def error(self, node: fx.Node, what: str, todo: str) -> LRPUnsupportedError:
         """An error naming the operation, its module path, its source line and what to do."""
-        where = f"in module '{self.path(node)}'"
+        where = (f"at '{self.path(node)}'" if node.op == "call_module"
+                 else f"in module '{self.path(node)}'")
         line = _source_line(node)
         if line:
             where += f" ({line})"
@@ -155,7 +157,11 @@ class PrepGraph:
                 node.replace_input_with(source, new)
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 def _source_line(node: fx.Node) -> str:
     trace = node.meta.get("stack_trace") or node.stack_trace or ""
-    lines = [ln.strip() for ln in str(trace).splitlines() if ln.strip().startswith("File ")]
+    lines = [ln.strip() for ln in str(trace).splitlines() if ln.strip().startswith("File ")
+             and f"{os.sep}torch{os.sep}" not in ln and _HERE not in ln]   # the user's line
     return lines[-1].replace("File ", "", 1) if lines else ""
