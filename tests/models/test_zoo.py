@@ -83,3 +83,10 @@ def test_pretrained_efficientnet_lite0_recognises_photos() -> None:
     assert clf.classes[top[1]] in ("espresso", "cup", "coffee mug")
     with pytest.raises(ValueError, match="no pretrained weights"):
         zoo.pretrained("resnet50")
+
+
+def test_imagenet_class_list_matches_torchvision() -> None:
+    meta = pytest.importorskip("torchvision.models._meta")
+    from lumos.models.imagenet_classes import IMAGENET_CLASSES
+
+    assert tuple(meta._IMAGENET_CATEGORIES) == IMAGENET_CLASSES
