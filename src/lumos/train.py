@@ -145,7 +145,7 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, epochs: int =
             if ckpt is not None:
                 _save_state(ckpt, model, opt, history, settings, best_state is not None
                             and history.best_epoch == epoch)
-            bar.update(0, _summary(stats))
+            bar.write(_summary(stats))
     if val is None:
         history.best_epoch = len(history.epochs)
     elif select_best and best_state is not None:

@@ -47,6 +47,11 @@ def test_progress_bar_off_a_terminal_writes_one_line() -> None:
             bar.update(1, "loss 0.1")
     text = stream.getvalue()
     assert text.count("\n") == 1 and "100%" in text and "10/10" in text and "loss 0.1" in text
+    noted = io.StringIO()
+    with Progress(2, stream=noted) as bar:
+        bar.write("epoch 1 loss 0.5")
+        bar.update(2)
+    assert noted.getvalue().splitlines()[0] == "epoch 1 loss 0.5"
     quiet = io.StringIO()
     with Progress(5, enabled=False, stream=quiet) as bar:
         bar.update(5)

@@ -1,7 +1,8 @@
 """A small dependency-free progress bar on stderr, for downloads and training.
 
 On a terminal the bar redraws in place (at most ten times a second); elsewhere (a log file, CI)
-it writes a single summary line when it closes, so logs stay readable.
+it writes a single summary line when it closes, so logs stay readable. :meth:`Progress.write`
+adds a line of its own (one per training epoch) in both cases.
 """
 
 from __future__ import annotations
@@ -75,6 +76,16 @@ class Progress:
             self._last_draw = now
             self._stream.write("\r" + self.line())
             self._stream.flush()
+
+    def write(self, text: str) -> None:
+        """Print ``text`` as its own line above the bar (e.g. one summary per epoch)."""
+        if not self.enabled:
+            return
+        if self._tty:
+            self._stream.write("\r\x1b[2K" + text + "\n" + self.line())
+        else:
+            self._stream.write(text + "\n")
+        self._stream.flush()
 
     def line(self) -> str:
         """The current state as one line of text, without newline."""
