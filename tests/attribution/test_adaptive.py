@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import lumos
@@ -93,7 +97,9 @@ def test_fixed_explain_reports_the_same_numbers_as_attribute() -> None:
     x = torch.rand(2, 1, 12, 12, dtype=torch.float32)
     model = model.float()
     ig = lumos.IntegratedGradients(model)
-    exp = ig.explain(x, target=4, n_steps=20, method="riemann_trapezoid", tolerance=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 20 trapezoid steps: not within 5%
+        exp = ig.explain(x, target=4, n_steps=20, method="riemann_trapezoid", tolerance=0.05)
     attr, delta = ig.attribute(x, target=4, n_steps=20, method="riemann_trapezoid",
                                return_convergence_delta=True)
     assert exp.attribution.dtype == torch.float32
@@ -110,3 +116,20 @@ def test_adaptive_float32_and_chunked() -> None:
     assert torch.equal(a.n_steps, b.n_steps)
     assert torch.allclose(a.attribution, b.attribution, atol=1e-6)
     assert bool(b.converged.all())
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000), dtype=st.sampled_from([torch.float32, torch.float64]),
+       tolerance=st.sampled_from([1e-2, 1e-3]))
+def test_adaptive_meets_its_bound_on_random_relu_models(seed, dtype, tolerance) -> None:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(7, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                          nn.Linear(16, 4)).to(dtype)
+    x = torch.randn(5, 7, dtype=dtype)
+    exp = lumos.IntegratedGradients(model).explain(x, target=seed % 4, tolerance=tolerance,
+                                                   baselines="uniform", max_steps=4096)
+    gap = (exp.output - exp.baseline_output).abs().double()
+    slack = tolerance * torch.finfo(dtype).eps ** 0.5 * torch.maximum(
+        exp.output.abs(), exp.baseline_output.abs()).double().clamp(min=1.0)
+    assert bool(exp.converged.all()) and exp.attribution.dtype == dtype
+    assert bool((exp.delta.abs().double() <= tolerance * gap + slack + 1e-6 * gap).all())
