@@ -182,6 +182,33 @@ def test_inplace_ops_keep_their_meaning_and_reused_modules_get_copies() -> None:
     assert len(set(convs)) == 2 and {gm.lumos_origin[c] for c in convs} == {"conv"}
 
 
+class SharedConv(nn.Module):
+    """One conv called twice: once followed by a BatchNorm, once by a zero padding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(self.conv(x)) + self.conv(F.pad(x, (1, 1, 1, 1)))[:, :, 1:-1, 1:-1]
+
+
+def test_folding_into_a_shared_layer_leaves_its_other_calls_alone() -> None:
+    model = randomize_batchnorm(SharedConv().double().eval())
+    gm = _same_outputs(model, X)
+    assert gm.get_submodule("conv").padding == (0, 0)
+    assert gm.get_submodule("conv_1").padding == (1, 1)
+
+
+def test_prepared_model_prepares_again() -> None:
+    model = functional_net()
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    gm = prepare(model)
+    again = _same_outputs(gm, x)
+    assert [type(m) for m in _called(again)] == [type(m) for m in _called(gm)]
+
+
 def test_functional_net_provenance() -> None:
     model = functional_net()
     with untouched(model):

@@ -15,6 +15,7 @@ import copy
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from lumos.lrp.layers import LINEAR_LAYERS, Affine, Reshape
@@ -107,16 +108,21 @@ def fold_paddings(g: PrepGraph) -> None:
         new = copy.copy(conv)
         new.padding = tuple(p + q for p, q in zip(conv.padding, per_dim, strict=True))
         g.modules[str(users[0].target)] = new
-        g.bypass(node, node.args[0])
+        g.bypass(node, node.args[0])   # users[0] reads the unpadded input now
 
 
 def _zero_pad_of(g: PrepGraph, node: fx.Node) -> tuple[int, ...] | None:
-    if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+    """The ``F.pad`` widths of a constant-zero padding node (module or functional), else None."""
+    if node.op != "call_module" or not isinstance(g.modules[str(node.target)], Reshape):
         return None
-    module = g.modules[str(node.target)]
-    if not isinstance(module, Reshape):
+    fn: Any = g.modules[str(node.target)].fn
+    if getattr(fn, "func", fn) is not F.pad:
         return None
-    kw = getattr(module.fn, "keywords", {})
-    if kw.get("mode") != "constant" or kw.get("value") != 0.0:
+    kw: dict[str, Any] = dict(getattr(fn, "keywords", {}))
+    kw.update(zip(("pad", "mode", "value"), node.args[1:], strict=False))
+    kw.update(node.kwargs)
+    pad = kw.get("pad")
+    if (kw.get("mode", "constant") != "constant" or kw.get("value") not in (None, 0)
+            or not isinstance(pad, (tuple, list)) or not all(isinstance(p, int) for p in pad)):
         return None
-    return tuple(kw["pad"])
+    return tuple(pad)

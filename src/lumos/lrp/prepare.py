@@ -99,9 +99,9 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
     g = _trace(private)
     canonize_modules(g)
     canonize_functions(g)
+    _one_module_per_node(g)   # before folding: a fold must not change another call's layer
     fold_paddings(g)
     fold_batchnorms(g)
-    _one_module_per_node(g)
     _drop_dead(g)
     _check(g)
     gm = _build(g)
