@@ -107,18 +107,19 @@ class Scorer:
         return output.gather(1, self._index[rows][:, None])[:, 0]
 
 
-def forward_scores(model: nn.Module, build: Callable[[Tensor], Tensor], rows: Tensor,
+def forward_scores(model: nn.Module, build: Callable[[slice], Tensor], rows: Tensor,
                    scorer: Scorer, batch_size: int) -> Tensor:
-    """Model scores of many perturbed inputs, in chunks of ``batch_size``, without autograd.
+    """Model scores of many inputs, in chunks of ``batch_size``, without autograd.
 
-    ``build(idx)`` returns the inputs number ``idx`` (a slice of ``0..len(rows)``) and input
-    ``i`` belongs to sample ``rows[i]``. Building per chunk keeps memory at one chunk.
+    ``build(chunk)`` returns the inputs ``chunk`` (a slice of ``0..len(rows)``; a view where
+    possible) and input ``i`` belongs to sample ``rows[i]``. Building per chunk keeps memory
+    at one chunk.
     """
     out = []
     with torch.inference_mode():
         for lo in range(0, rows.shape[0], batch_size):
-            idx = torch.arange(lo, min(lo + batch_size, rows.shape[0]), device=rows.device)
-            out.append(scorer(model(build(idx)), rows[idx]))
+            chunk = slice(lo, lo + batch_size)
+            out.append(scorer(model(build(chunk)), rows[chunk]))
     if not out:
-        return torch.zeros(0)
+        return torch.zeros(0, device=rows.device)
     return torch.cat(out)

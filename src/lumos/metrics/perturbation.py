@@ -18,12 +18,12 @@ Conventions
 
 Speed
 -----
-All samples and steps are scored in large batched forwards under ``torch.inference_mode``; a
-perturbed input is built on the fly from a precomputed per-pixel step index (one ``where``). The
-model is a function of its input, so any step that changes nothing in a sample (all its removed
-pixels already equal the fill, like MNIST's black background with ``fill=0``) reuses the previous
-score instead of a forward, and inputs that are entirely fill are scored once. The curves are
-exactly those of a step-by-step loop.
+Steps run in order over one running copy of the inputs: a step overwrites only its own pixels
+(one masked fill, no re-building from scratch), then all samples are scored in large batched
+forwards under ``torch.inference_mode``. The model is a function of its input, so a sample
+whose step changes nothing (all its removed pixels already equal the fill, like MNIST's black
+background with ``fill=0``) reuses its previous score instead of a forward, and inputs that are
+entirely fill are scored once. The curves are exactly those of a step-by-step loop.
 """
 
 from __future__ import annotations
@@ -119,25 +119,35 @@ def perturbation_curve(model: nn.Module, start: Tensor, end: Tensor | float, ste
     k = torch.arange(steps + 1, device=start.device)
     complete = k[None, :] > last_change[:, None]
     need = torch.cat([torch.ones_like(changes[:, :1]), changes], 1) & ~complete
-    rows, ks = need.nonzero(as_tuple=True)
-
-    def build(idx: Tensor) -> Tensor:
-        r = rows[idx]
-        take = (step[r] < ks[idx, None])[:, None, :]
-        fill = last if isinstance(last, float) else last[r]
-        return torch.where(take, fill, first[r]).reshape(-1, *shape)
-
-    scores = forward_scores(model, build, rows, scorer, batch_size)
+    values = torch.zeros(n, steps + 1, dtype=torch.float64, device=start.device)
+    current = first.clone()
+    for j in range(steps + 1):
+        if j:
+            moved = (step == j - 1)[:, None, :]
+            if isinstance(last, float):
+                current.masked_fill_(moved, last)
+            else:
+                current.copy_(torch.where(moved, last, current))
+        rows = need[:, j].nonzero()[:, 0]
+        if rows.numel() == n:
+            images = current.view(n, *shape)
+        elif rows.numel():
+            images = current[rows].view(-1, *shape)
+        else:
+            continue
+        values[rows, j] = forward_scores(model, images.__getitem__, rows, scorer,
+                                         batch_size).double()
     done_rows = complete.any(1).nonzero()[:, 0]
-    end_scores = _score_inputs(model, end, done_rows, start, scorer, batch_size)
-    dtype = scores.dtype if scores.numel() else end_scores.dtype
-    values = torch.zeros(n, steps + 1, dtype=dtype, device=start.device)
-    values[rows, ks] = scores.to(dtype)
     if done_rows.numel():
-        values = torch.where(complete, end_scores.to(dtype)[:, None], values)
+        end_scores = _score_inputs(model, end, done_rows, start, scorer, batch_size)
+        values = torch.where(complete, end_scores.double()[:, None], values)
     known = need | complete
     source = torch.where(known, k, 0).cummax(1).values
-    return values.gather(1, source)
+    return values.gather(1, source).to(_score_dtype(start))
+
+
+def _score_dtype(x: Tensor) -> torch.dtype:
+    return x.dtype if x.dtype.is_floating_point else torch.float32
 
 
 def _score_inputs(model: nn.Module, inputs: Tensor | float, rows: Tensor, like: Tensor,
@@ -153,7 +163,7 @@ def _score_inputs(model: nn.Module, inputs: Tensor | float, rows: Tensor, like: 
         with torch.inference_mode():
             output = model(torch.full_like(like[:1], inputs))
             return scorer(output.expand(n, *output.shape[1:]), torch.arange(n, device=like.device))
-    values = forward_scores(model, lambda idx: inputs[rows[idx]], rows, scorer, batch_size)
+    values = forward_scores(model, lambda chunk: inputs[rows[chunk]], rows, scorer, batch_size)
     out = torch.zeros(inputs.shape[0], dtype=values.dtype, device=inputs.device)
     out[rows] = values
     return out

@@ -74,9 +74,9 @@ def infidelity(model: nn.Module, x: Tensor, attribution: Tensor, target: TargetL
     noise = infidelity_noise(x, n_perturb, std, seed)
     rows = torch.arange(n, device=x.device).repeat(n_perturb)
     perturbed = (x[None] - noise).reshape(-1, *x.shape[1:])
-    f_x = forward_scores(model, lambda idx: x[idx], torch.arange(n, device=x.device), scorer,
+    f_x = forward_scores(model, lambda chunk: x[chunk], torch.arange(n, device=x.device), scorer,
                          batch_size)
-    f_p = forward_scores(model, lambda idx: perturbed[idx], rows, scorer, batch_size)
+    f_p = forward_scores(model, lambda chunk: perturbed[chunk], rows, scorer, batch_size)
     predicted = (noise * attribution[None]).reshape(n_perturb, n, -1).sum(2)
     actual = f_x[None] - f_p.reshape(n_perturb, n)
     if normalize:
