@@ -7,7 +7,8 @@ printed, so machine load hits all of them alike. lumos prepares its model copy o
 timing (it is cached inside the LRP object); Zennit registers its hooks inside the timing, as its
 context manager does on every use.
 
-    .venv/bin/python bench/lrp_speed.py [--repeats 5] [--size 224] [--batch 4] [--models vgg16 resnet18]
+    .venv/bin/python bench/lrp_speed.py [--repeats 5] [--size 224] [--batch 4]
+        [--models vgg16 resnet18]
 """
 
 from __future__ import annotations

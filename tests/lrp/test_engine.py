@@ -131,9 +131,9 @@ def test_bad_arguments(kwargs: dict[str, object], error: type, message: str) -> 
 
 def test_bad_inputs_and_constructor() -> None:
     lrp = lumos.LRP(small_mlp())
-    with pytest.raises(TypeError, match="torch.Tensor"):
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
         lrp.attribute([1.0, 2.0], 0)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="nn.Module"):
+    with pytest.raises(TypeError, match=r"nn\.Module"):
         lumos.LRP(lambda x: x)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Composite"):
         lumos.LRP(small_mlp(), composite=rules.Epsilon())  # type: ignore[arg-type]

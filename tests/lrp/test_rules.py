@@ -103,7 +103,8 @@ def test_rule_equals_dense_formula(rule_name: str, layer_name: str) -> None:
     w, b = dense(layer, shape)
     r = torch.randn(2, w.shape[0], dtype=torch.float64)
     got = lrp_of(layer, RULES[rule_name], x, r)
-    want = torch.stack([formula(rule_name, w, b, xi.reshape(-1), ri) for xi, ri in zip(x, r)])
+    want = torch.stack([formula(rule_name, w, b, xi.reshape(-1), ri)
+                        for xi, ri in zip(x, r, strict=True)])
     torch.testing.assert_close(got.reshape(2, -1), want, rtol=1e-10, atol=1e-12)
 
 
@@ -119,7 +120,7 @@ def test_fast_paths_for_relu_inputs_and_outputs(rule_name: str) -> None:
     xr = x.clamp(min=0).reshape(2, -1)
     z = xr @ w.T + b
     want = torch.stack([formula(rule_name, w, b, xi, ri * (zi > 0))
-                        for xi, ri, zi in zip(xr, r, z)])
+                        for xi, ri, zi in zip(xr, r, z, strict=True)])
     torch.testing.assert_close((got.reshape(2, -1)), want, rtol=1e-10, atol=1e-12)
 
 
@@ -128,11 +129,11 @@ def test_zbox_bounds_as_tensors_per_channel() -> None:
     x = torch.rand(2, 2, 4, 4, dtype=torch.float64)
     low = torch.tensor([-1.0, -2.0], dtype=torch.float64).view(1, 2, 1, 1)
     high = torch.tensor([1.0, 2.0], dtype=torch.float64).view(1, 2, 1, 1)
-    w, b = dense(layer, (2, 4, 4))
+    w, _ = dense(layer, (2, 4, 4))
     r = torch.randn(2, w.shape[0], dtype=torch.float64)
     got = lrp_of(layer, rules.ZBox(low, high), x, r).reshape(2, -1)
     lo, hi = low.expand(1, 2, 4, 4).reshape(-1), high.expand(1, 2, 4, 4).reshape(-1)
-    for xi, ri, gi in zip(x.reshape(2, -1), r, got):
+    for xi, ri, gi in zip(x.reshape(2, -1), r, got, strict=True):
         num = w * xi - lo * pos(w) - hi * neg(w)
         torch.testing.assert_close(gi, ratio(num, num.sum(1), ri), rtol=1e-10, atol=1e-12)
 
@@ -143,7 +144,8 @@ def test_affine_layer_takes_weighted_rules() -> None:
     r = torch.randn(2, 12, dtype=torch.float64)
     got = lrp_of(affine, rules.Epsilon(), x, r).reshape(2, -1)
     w, b = dense(affine, (3, 2, 2))
-    want = torch.stack([formula("epsilon", w, b, xi, ri) for xi, ri in zip(x.reshape(2, -1), r)])
+    want = torch.stack([formula("epsilon", w, b, xi, ri)
+                        for xi, ri in zip(x.reshape(2, -1), r, strict=True)])
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 

@@ -1,0 +1,61 @@
+"""Which rule where: layer groups (isinstance), names, the first layer, defaults, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import lumos
+from lumos.lrp import composites, rules
+from lumos.lrp.layers import LRPUnsupportedError
+
+
+class MyConv(nn.Conv1d):
+    """A subclass must match its parent's group."""
+
+
+def model() -> nn.Module:
+    return nn.Sequential(MyConv(2, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 3), nn.ReLU(),
+                         nn.AvgPool1d(2), nn.Flatten(), nn.Linear(8, 3)).double().eval()
+
+
+def rule_names(composite: composites.Composite) -> dict[str, str | None]:
+    lrp = lumos.LRP(model(), composite)
+    lrp.attribute(torch.randn(1, 2, 8, dtype=torch.float64), 0)
+    return {k: None if v is None else v.name for k, v in lrp.rules.items()}
+
+
+def test_named_composites_follow_zennit_mapping() -> None:
+    assert rule_names(composites.EpsilonGammaBox(-1.0, 1.0)) == {
+        "0": "ZBox", "1": "Pass", "2": "Gamma", "3": "Pass", "4": "Norm", "5": None,
+        "6": "Epsilon"}
+    assert rule_names(composites.EpsilonPlusFlat())["0"] == "Flat"
+    assert rule_names(composites.EpsilonAlpha2Beta1Flat())["2"] == "AlphaBeta"
+    assert rule_names(composites.EpsilonPlus())["0"] == "ZPlus"
+
+
+def test_name_map_wins_and_layer_map_covers_the_rest() -> None:
+    names = rule_names(composites.NameMap([("2", rules.AlphaBeta()), (("6",), rules.Epsilon(0.0))],
+                                          layer_map=[(composites.CONVOLUTION, rules.ZPlus())]))
+    assert names["0"] == "ZPlus" and names["2"] == "AlphaBeta" and names["6"] == "Epsilon"
+
+
+def test_layer_map_by_group_and_first_layer() -> None:
+    names = rule_names(composites.LayerMap([(composites.DENSE, rules.Epsilon())],
+                                           first_map=[(composites.CONVOLUTION, rules.Flat())]))
+    assert names["0"] == "Flat" and names["2"] is None and names["6"] == "Epsilon"
+
+
+def test_rules_that_need_the_input_or_weights_are_refused() -> None:
+    with pytest.raises(LRPUnsupportedError, match=r"'2'.*first_map"):
+        rule_names(composites.NameMap([("2", rules.ZBox(0.0, 1.0))]))
+    with pytest.raises(LRPUnsupportedError, match="needs a layer with weights"):
+        rule_names(composites.NameMap([("4", rules.Gamma())]))
+
+
+def test_bad_entries() -> None:
+    with pytest.raises(TypeError, match="module type"):
+        composites.LayerMap([("conv", rules.Epsilon())])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"rule from lumos\.lrp\.rules"):
+        composites.LayerMap([(nn.Conv2d, "epsilon")])  # type: ignore[list-item]
