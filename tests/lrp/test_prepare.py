@@ -183,15 +183,19 @@ def test_inplace_ops_keep_their_meaning_and_reused_modules_get_copies() -> None:
 
 
 class SharedConv(nn.Module):
-    """One conv called twice: once followed by a BatchNorm, once by a zero padding."""
+    """Convs called twice: once followed by a BatchNorm, once after a zero padding; and a
+    reflect-padded conv twice."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 3, 3)
         self.bn = nn.BatchNorm2d(3)
 
+        self.reflect = nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect")
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.bn(self.conv(x)) + self.conv(F.pad(x, (1, 1, 1, 1)))[:, :, 1:-1, 1:-1]
+        y = self.bn(self.conv(x)) + self.conv(F.pad(x, (1, 1, 1, 1)))[:, :, 1:-1, 1:-1]
+        return self.reflect(self.reflect(y))
 
 
 def test_folding_into_a_shared_layer_leaves_its_other_calls_alone() -> None:
@@ -241,6 +245,14 @@ def test_subclasses_count() -> None:
     assert gm.lumos_origin["1"] == "1"
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_non_zero_padding_modes_become_explicit_pads(mode: str) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=(1, 2), padding_mode=mode)).double()
+    gm = _same_outputs(model.eval(), X)
+    assert [type(m) for m in _called(gm)] == [Reshape, nn.Conv2d]
+    assert gm.get_submodule("0").padding == (0, 0) and model[0].padding == (1, 2)
+
+
 class Gate(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -275,9 +287,8 @@ class Net(nn.Module):
     (Wrap(lambda x: F.max_pool2d(x, 2, return_indices=True)[0]),
      r"max_pool2d_with_indices .*'block'"),
     (Wrap(lambda x: F.softmax(x, 1)), r"softmax in module 'block'"),
-    (nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect"), r"padding_mode='reflect'"),
 ], ids=["product", "control-flow", "layernorm", "conv-transpose", "add-constant",
-        "mul-constant", "return-indices", "softmax", "reflect-padding"])
+        "mul-constant", "return-indices", "softmax"])
 def test_unsupported_is_one_clear_error(block: nn.Module, message: str) -> None:
     model = Net(block).double().train()
     with untouched(model), pytest.raises(LRPUnsupportedError, match=message) as info:

@@ -301,11 +301,25 @@ def _check_leaf(g: PrepGraph, node: fx.Node, module: Any) -> None:
         raise g.error(node, f"{type(module).__name__} with return_indices=True",
                       "drop return_indices; unpooling has no LRP rule")
     if isinstance(module, LINEAR_LAYERS[1:]) and module.padding_mode != "zeros":
-        raise g.error(node, f"{type(module).__name__} with padding_mode="
-                      f"'{module.padding_mode}'", "use padding_mode='zeros'")
+        _split_padding(g, node, module)
     if getattr(module, "inplace", False):
         module.inplace = False   # module belongs to the private copy
         g.after_inplace(node.args[0], node)
+
+
+def _split_padding(g: PrepGraph, node: fx.Node, conv: Any) -> None:
+    """A conv with reflect / replicate / circular padding becomes an explicit pad (which only
+    copies elements: a :class:`Reshape`) followed by the conv without padding."""
+    pad = partial(F.pad, pad=tuple(conv._reversed_padding_repeated_twice),
+                  mode=conv.padding_mode)
+    target = str(node.target)
+    with g.graph.inserting_before(node):
+        padded = g.graph.call_module(g.add_module(f"{target}_pad", Reshape(pad, "pad"), target),
+                                     (node.args[0],))
+    padded.meta = dict(node.meta)
+    node.args = (padded,)
+    conv.padding = (0,) * len(conv.kernel_size)   # conv belongs to the private copy
+    conv.padding_mode = "zeros"
 
 
 def _module_to_reshape(g: PrepGraph, node: fx.Node, module: Any) -> None:

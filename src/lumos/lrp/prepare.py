@@ -97,9 +97,9 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
     private = _private_copy(model)
     expected = _reference(private, example)
     g = _trace(private)
+    _one_module_per_node(g)   # first: rewriting one call's layer must not change another's
     canonize_modules(g)
     canonize_functions(g)
-    _one_module_per_node(g)   # before folding: a fold must not change another call's layer
     fold_paddings(g)
     fold_batchnorms(g)
     _drop_dead(g)
