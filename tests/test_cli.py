@@ -160,3 +160,19 @@ def test_explain_errors_are_one_line(tmp_path: Path,
     Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(tmp_path / "ok.png")
     _one_line_error(capsys, ["explain", "--model", str(ckpt), "--target", "10",
                              str(tmp_path / "ok.png")], "--target 10 is out of range")
+
+
+def test_method_keys_and_config_round_trip() -> None:
+    from lumos.experiments import config, methods, paper
+
+    assert [methods.parse(k).kind for k in ("ig", "lrp", "lrp:epsilon-plus", "smoothgrad")] == [
+        "ig", "lrp", "lrp", "baseline"]
+    assert methods.parse("LRP").key == "lrp:epsilon-gamma-box"
+    with pytest.raises(ValueError, match="choose one of ig, lrp:epsilon-plus"):
+        methods.parse("lrp:nope")
+    domain = methods.Domain.from_normalization([0.5], [0.25])
+    assert domain.low.item() == -2.0 and domain.high.item() == 2.0
+    cfg = paper.default_config()
+    assert config.loads(config.dumps(cfg)) == cfg
+    merged = config.merge({"lr": 0.1, "n": 1}, {"lr": 1}, "t")
+    assert merged == {"lr": 1.0, "n": 1} and isinstance(merged["lr"], float)
