@@ -83,7 +83,7 @@ class Served:
     drop_first: set[str] = field(default_factory=set)  # paths whose first GET breaks midway
     ignore_range: bool = False
     ranges: list[str | None] = field(default_factory=list)
-    on_drop: list[object] = field(default_factory=list)  # callbacks run when a drop happens
+    on_request: list[object] = field(default_factory=list)  # callbacks run as each GET arrives
 
     def url(self, base: str, name: str) -> str:
         return f"{base}/{name}"
@@ -98,6 +98,8 @@ def _handler(served: Served) -> type[http.server.BaseHTTPRequestHandler]:
             name = self.path.lstrip("/")
             rng = self.headers.get("Range")
             served.ranges.append(rng)
+            for callback in served.on_request:
+                callback()  # type: ignore[operator]
             if name not in served.files:
                 self.send_error(404)
                 return
@@ -120,8 +122,6 @@ def _handler(served: Served) -> type[http.server.BaseHTTPRequestHandler]:
                 served.drop_first.discard(name)
                 self.wfile.write(data[start: start + len(data) // 2])
                 self.wfile.flush()
-                for callback in served.on_drop:
-                    callback()  # type: ignore[operator]
                 self.close_connection = True
                 return
             self.wfile.write(data[start:])

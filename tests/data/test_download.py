@@ -49,11 +49,12 @@ def test_dropped_connection_resumes_with_range(tmp_path: Path,
     served.drop_first.add("f.bin")
     dest = tmp_path / "f.bin"
     seen: list[tuple[bool, bool]] = []
-    served.on_drop.append(lambda: seen.append((dest.exists(), dest.with_suffix(".bin.part")
-                                               .exists())))
+    part = tmp_path / "f.bin.part"
+    served.on_request.append(lambda: seen.append((dest.exists(), part.exists())))
     download(f"{base}/f.bin", dest, md5=[_md5(PAYLOAD)], progress=False)
-    assert dest.read_bytes() == PAYLOAD
-    assert seen == [(False, True)]  # midway: only the .part file exists, never the final name
+    assert dest.read_bytes() == PAYLOAD and not part.exists()
+    # when the resuming request arrives, half the bytes sit in .part and the final name is absent
+    assert seen == [(False, False), (False, True)]
     assert served.ranges == [None, f"bytes={len(PAYLOAD) // 2}-"]
 
 
