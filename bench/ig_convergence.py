@@ -58,9 +58,10 @@ def main() -> None:
     x_test, y_test = mnist5k("test")
     with torch.no_grad():
         acc = (model(x_test).argmax(1) == y_test).double().mean().item()
-    x, y = x_test[:N_DIGITS], y_test[:N_DIGITS]
+    x, y = x_test[:N_DIGITS], y_test[:N_DIGITS]  # the split interleaves the classes
     print(f"mnist5k_cnn(seed={args.seed}): test accuracy {acc:.3f}; explaining {N_DIGITS} "
-          f"held-out digits (true class, zero baseline, tolerance {TOLERANCE:.0%})")
+          f"held-out digits (digits per class {y.bincount().tolist()})"
+          f"\n   (true class, zero baseline, tolerance {TOLERANCE:.0%})")
 
     t0 = time.perf_counter()
     exp = lumos.IntegratedGradients(model).explain(x, target=y, tolerance=TOLERANCE,
