@@ -76,10 +76,13 @@ def _lrp0(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tens
     import lumos
     from lumos.lrp import composites, rules
 
-    # LRP-0 on every weighted layer, including BatchNorms that could not be folded (Affine);
-    # no stabiliser anywhere, so the identity with Gradient x Input is exact.
-    composite = composites.Epsilon(epsilon=0.0, stabilizer=0.0,
-                                   layer_map=[(composites.AFFINE, rules.Epsilon(0.0))])
+    # LRP-0 on every weighted layer, including BatchNorms that could not be folded (Affine),
+    # and no stabiliser anywhere (0 / 0 := 0), so the identity with Gradient x Input is exact.
+    def exact(d: torch.Tensor) -> torch.Tensor:
+        return torch.where(d == 0, torch.ones_like(d), d)
+
+    composite = composites.Epsilon(epsilon=exact, stabilizer=exact,
+                                   layer_map=[(composites.AFFINE, rules.Epsilon(exact))])
     attribution: torch.Tensor = lumos.LRP(model, composite=composite).attribute(x, target=target)
     return attribution
 

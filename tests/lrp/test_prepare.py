@@ -56,6 +56,9 @@ OPS: list[tuple[str, Callable[[Tensor], Tensor], type[nn.Module]]] = [
     ("F.relu6", F.relu6, nn.ReLU6),
     ("F.hardtanh(0, 6)", lambda x: F.hardtanh(x, 0.0, 6.0), nn.ReLU6),
     ("F.hardtanh", lambda x: F.hardtanh(x, -0.5, 0.5), nn.Hardtanh),
+    ("x.clamp(min=0)", lambda x: x.clamp(min=0), nn.ReLU),
+    ("torch.clamp(0, 6)", lambda x: torch.clamp(x, 0, 6), nn.ReLU6),
+    ("x.clip(-1, 1)", lambda x: x.clip(-1.0, 1.0), nn.Hardtanh),
     ("F.leaky_relu", lambda x: F.leaky_relu(x, 0.2), nn.LeakyReLU),
     ("F.elu", lambda x: F.elu(x, alpha=0.5), nn.ELU),
     ("torch.tanh", torch.tanh, nn.Tanh),
@@ -287,8 +290,9 @@ class Net(nn.Module):
     (Wrap(lambda x: F.max_pool2d(x, 2, return_indices=True)[0]),
      r"max_pool2d_with_indices .*'block'"),
     (Wrap(lambda x: F.softmax(x, 1)), r"softmax in module 'block'"),
+    (Wrap(lambda x: x.clamp(max=1.0)), r"clamp with .*'block'"),
 ], ids=["product", "control-flow", "layernorm", "conv-transpose", "add-constant",
-        "mul-constant", "return-indices", "softmax"])
+        "mul-constant", "return-indices", "softmax", "clamp-max"])
 def test_unsupported_is_one_clear_error(block: nn.Module, message: str) -> None:
     model = Net(block).double().train()
     with untouched(model), pytest.raises(LRPUnsupportedError, match=message) as info:

@@ -62,7 +62,7 @@ def _is_inplace(node: fx.Node, params: dict[str, Any]) -> bool:
     return bool(params.pop("inplace", False)) or name.endswith("_")
 
 
-def _module_op(factory: Callable[..., nn.Module], names: tuple[str, ...]) -> Handler:
+def _module_op(factory: Callable[..., nn.Module | None], names: tuple[str, ...]) -> Handler:
     """A handler turning ``f(x, *constants)`` into ``factory(**constants)(x)``."""
     def handle(g: PrepGraph, node: fx.Node) -> None:
         params = _bind(g, node, names)
@@ -73,8 +73,11 @@ def _module_op(factory: Callable[..., nn.Module], names: tuple[str, ...]) -> Han
         if params.get("return_indices"):
             raise g.error(node, f"{op_name(node)} with return_indices=True",
                           "drop return_indices; unpooling has no LRP rule")
+        module = factory(**params)
+        if module is None:
+            raise g.error(node, f"{op_name(node)} with {params}", "use a bounded or ReLU form")
         x = node.args[0]
-        new = g.replace(node, factory(**params), (x,))
+        new = g.replace(node, module, (x,))
         if inplace:
             g.after_inplace(x, new)
     return handle
@@ -84,6 +87,13 @@ def _hardtanh(min_val: float = -1.0, max_val: float = 1.0) -> nn.Module:
     if (min_val, max_val) == (0.0, 6.0):
         return nn.ReLU6()
     return nn.Hardtanh(min_val, max_val)
+
+
+def _clamp(min: float | None = None, max: float | None = None) -> nn.Module | None:
+    """``clamp(x, 0)`` is a ReLU, ``clamp(x, 0, 6)`` a ReLU6, ``clamp(x, a, b)`` a Hardtanh."""
+    if min is None or (max is None and min != 0):
+        return None
+    return nn.ReLU() if max is None else _hardtanh(min, max)
 
 
 def _dropout(g: PrepGraph, node: fx.Node) -> None:
@@ -211,6 +221,8 @@ def _table() -> dict[Any, Handler]:
 
     add((F.relu, torch.relu, torch.relu_, "relu", "relu_"), _module_op(nn.ReLU, ("inplace",)))
     add((F.relu6,), _module_op(nn.ReLU6, ("inplace",)))
+    add((torch.clamp, torch.clip, "clamp", "clip", "clamp_", "clip_"),
+        _module_op(_clamp, ("min", "max")))
     add((F.hardtanh, F.hardtanh_, "hardtanh"),
         _module_op(_hardtanh, ("min_val", "max_val", "inplace")))
     add((F.leaky_relu, F.leaky_relu_), _module_op(nn.LeakyReLU, ("negative_slope", "inplace")))
