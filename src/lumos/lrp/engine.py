@@ -109,6 +109,7 @@ class _Program:
         self.steps: dict[fx.Node, Step] = {}
         self.rules: dict[str, Rule | None] = {}
         self.seed_is_relevance = False
+        self.absorbed: set[fx.Node] = set()
         first_open = True
         calls = [n for n in self.nodes if n.op == "call_module"]
         for node in calls:
@@ -126,6 +127,8 @@ class _Program:
         return self.origin.get(str(node.target), str(node.target))
 
     def _step(self, node: fx.Node, module: nn.Module, name: str, rule: Rule | None) -> Step:
+        if node in self.absorbed:  # a ReLU that the layer before already applied
+            return lambda run, node, args, kwargs: args[0]
         if rule is None:
             rule = _default_rule(module)
         if rule.kind == "gradient":
@@ -146,9 +149,13 @@ class _Program:
         users = list(node.users)
         at_output = users == [self.output] and self.output.args[0] is node
         self.seed_is_relevance = self.seed_is_relevance or at_output
+        relu_after = bool(users) and all(self._is_relu(u) for u in users)
+        fuse = len(users) == 1 and isinstance(self._module(users[0]), nn.ReLU) and relu_after
+        if fuse:
+            self.absorbed.add(users[0])
         return _weighted(RuleLayer(module, rule, relevance_in=at_output,
                                    nonneg_input=self._nonneg(node.args[0]),
-                                   relu_after=bool(users) and all(self._is_relu(u) for u in users)))
+                                   relu_after=relu_after, fuse_relu=fuse))
 
     def _module(self, node: object) -> nn.Module | None:
         if isinstance(node, fx.Node) and node.op == "call_module":

@@ -86,6 +86,9 @@ class RuleLayer:
     relu_after : bool
         Every user of the output is a ReLU: the relevance of outputs ``z <= 0`` is zero, so
         groups explaining negative outputs are skipped and positive-output masks are moot.
+    fuse_relu : bool
+        The layer's only user is a ReLU with the Pass rule, which this layer applies itself
+        (output ``max(z, 0)``; saves the ReLU's own forward and backward pass).
 
     Notes
     -----
@@ -95,11 +98,14 @@ class RuleLayer:
     """
 
     def __init__(self, module: torch.nn.Module, rule: Rule, relevance_in: bool = False,
-                 nonneg_input: bool = False, relu_after: bool = False) -> None:
+                 nonneg_input: bool = False, relu_after: bool = False,
+                 fuse_relu: bool = False) -> None:
         self.op = LinearOp(module)
         self.rule = rule
         self.relevance_in = relevance_in
         self.nonneg_input = nonneg_input
+        self.fuse_relu = fuse_relu
+        relu_after = relu_after or fuse_relu
         self.groups = [m != "neg" or not relu_after for m in rule.masks]
         self.masks = [None if m == "all" or relu_after else m for m in rule.masks]
         self._offsets: dict[Term, Tensor | None] = {}
@@ -158,27 +164,29 @@ class RuleLayer:
         z = op.forward(x, op.weight, op.bias)
         signed = any(t.inputs in ("pos", "neg") for t in rule.terms)
         pos_only = self.nonneg_input or (signed and bool(x.min() >= 0))
+        active = [t for t in rule.terms if self.groups[t.group]
+                  and not (pos_only and t.inputs == "neg")]
         p: Tensor | None = None
         dens: list[Tensor | None] = [None] * len(rule.masks)
         inputs: dict[Term, Tensor] = {}
-        for term in rule.terms:
+        for term in active:
             kind = "x" if pos_only and term.inputs == "pos" else term.inputs
-            if (pos_only and kind == "neg") or not self.groups[term.group]:
-                continue
-            if kind == "x" and isinstance(term.weight, tuple):
+            if kind == "x" and isinstance(term.weight, tuple) and (
+                    term.weight[1] == 0.0 or len(active) > 1):
                 if term.weight[1] != 0.0 and p is None:
                     p = op.forward(x, _weight(op, POSITIVE), op.param("bias", POSITIVE))
                 out = self._decomposed(term, z, p, x)
                 inputs[term] = x
-            else:
+            else:  # its own forward with modified inputs / weights
                 inputs[term] = inp = self._term_input(term, kind, x, raw_shape)
                 out = op.forward(inp, _weight(op, term.weight), op.param("bias", term.bias))
             out = out if term.sign == 1.0 else out * term.sign
             prev = dens[term.group]
             dens[term.group] = out if prev is None else prev + out
-        scales = [None if d is None else self._scale(d, z, mask)
+        value = z.clamp(min=0) if self.fuse_relu else z
+        scales = [None if d is None else self._scale(d, value, mask)
                   for d, mask in zip(dens, self.masks, strict=True)]
-        return z, {"x": x, "scales": scales, "inputs": inputs}
+        return value, {"x": x, "scales": scales, "inputs": inputs}
 
     def _scale(self, d: Tensor, z: Tensor, mask: str | None) -> Tensor:
         den = stabilize(d, self.rule.stabilizer)
