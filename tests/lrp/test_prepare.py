@@ -101,6 +101,13 @@ def test_functional_op_becomes_its_module(op: str, fn: Callable[[Tensor], Tensor
     assert not any(getattr(m, "inplace", False) for m in _called(gm))
 
 
+@pytest.mark.parametrize("pad", [nn.ReflectionPad2d((1, 2, 0, 1)), nn.ReplicationPad2d(1),
+                                 nn.CircularPad2d(2), nn.ConstantPad2d((0, 1, 1, 0), 0.0)])
+def test_padding_modules_become_reshapes(pad: nn.Module) -> None:
+    gm = _same_outputs(nn.Sequential(nn.ReLU(), pad).double().eval(), X)
+    assert [type(m) for m in _called(gm)] == [nn.ReLU, Reshape]
+
+
 def test_dropout_disappears_and_modules_are_canonical() -> None:
     model = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True),
                           nn.Dropout2d(0.5), nn.Flatten(), nn.Dropout(), nn.Linear(256, 5),

@@ -289,6 +289,14 @@ def canonize_functions(g: PrepGraph) -> None:
         handler(g, node)
 
 
+#: Padding modules that copy border elements, with their ``F.pad`` mode.
+_COPY_PADS: dict[type[nn.Module], str] = {
+    nn.modules.padding._ReflectionPadNd: "reflect",
+    nn.modules.padding._ReplicationPadNd: "replicate",
+    nn.modules.padding._CircularPadNd: "circular",
+}
+
+
 def canonize_modules(g: PrepGraph) -> None:
     """Check each leaf module: keep supported ones (out-of-place), rewrite or drop the rest."""
     for node in list(g.graph.nodes):
@@ -298,7 +306,7 @@ def canonize_modules(g: PrepGraph) -> None:
         if isinstance(module, (nn.Identity, nn.modules.dropout._DropoutNd)):
             g.bypass(node, node.args[0])
         elif isinstance(module, (nn.Flatten, nn.Unflatten, nn.modules.padding._ConstantPadNd,
-                                 nn.ReflectionPad2d, nn.ReplicationPad2d)):
+                                 *_COPY_PADS)):
             _module_to_reshape(g, node, module)
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             continue   # folded or made Affine by lumos.lrp.fold
@@ -346,7 +354,7 @@ def _module_to_reshape(g: PrepGraph, node: fx.Node, module: Any) -> None:
                           "pad with zeros")
         fn = partial(F.pad, pad=tuple(module.padding), mode="constant", value=0.0)
     else:
-        mode = "reflect" if isinstance(module, nn.ReflectionPad2d) else "replicate"
+        mode = next(m for kind, m in _COPY_PADS.items() if isinstance(module, kind))
         fn = partial(F.pad, pad=tuple(module.padding), mode=mode)
     target = str(node.target)
     del g.modules[target]
