@@ -310,3 +310,13 @@ def test_unsupported_is_one_clear_error(block: nn.Module, message: str) -> None:
 def test_bad_argument() -> None:
     with pytest.raises(TypeError, match=r"nn\.Module"):
         prepare(lambda x: x)  # type: ignore[arg-type]
+
+
+def test_user_hooks_stay_and_never_run() -> None:
+    model = functional_net()
+    calls: list[str] = []
+    model.conv1.register_forward_hook(lambda *_: calls.append("hook"))
+    with untouched(model):
+        gm = prepare(model, example=torch.randn(1, 3, 16, 16, dtype=torch.float64))
+    gm(torch.randn(1, 3, 16, 16, dtype=torch.float64))
+    assert calls == [] and len(model.conv1._forward_hooks) == 1
