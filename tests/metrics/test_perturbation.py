@@ -226,3 +226,11 @@ def test_removal_steps_balanced() -> None:
     step, steps = removal_steps(x, torch.randn_like(x), steps=6)
     assert steps == 6
     assert torch.bincount(step[0]).tolist() == [4, 3, 3, 4, 3, 3]
+
+
+def test_training_mode_warns_and_is_left_alone() -> None:
+    model = linear().train()
+    x = torch.randn(2, 64, dtype=torch.float64)
+    with untouched(model), pytest.warns(UserWarning, match="training mode"):
+        pixel_flipping(model, x, torch.randn_like(x), steps=4)
+    assert model.training

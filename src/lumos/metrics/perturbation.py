@@ -28,6 +28,7 @@ entirely fill are scored once. The curves are exactly those of a step-by-step lo
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -109,6 +110,10 @@ def perturbation_curve(model: nn.Module, start: Tensor, end: Tensor | float, ste
     and the others from ``start``. Returns ``(N, steps + 1)``.
     """
     check_positive_int("batch_size", batch_size)
+    if model.training:
+        warnings.warn("the model is in training mode (dropout, batch statistics): its scores "
+                      "are random and unchanged steps are not re-scored; call model.eval()",
+                      stacklevel=3)
     n, shape = start.shape[0], start.shape[1:]
     first = _pixels(start)
     last = end if isinstance(end, float) else _pixels(end)
