@@ -1,5 +1,7 @@
 """Test helpers shared across the suite.
 
+``small_cnn()`` and ``small_mlp()`` build small random float64 models.
+
 ``untouched(model)`` proves that lumos leaves a user's model exactly as it found it:
 parameter and buffer values (bit for bit), ``requires_grad``, ``.grad``, every hook dict,
 ``training`` flags, ``inplace`` flags and the module tree. Use it as a context manager; it
@@ -79,3 +81,19 @@ def untouched(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         assert_same_state(before, snapshot(model))
+
+
+def small_cnn(in_channels: int = 1, n_classes: int = 10, size: int = 12) -> nn.Module:
+    """A random conv net with pooling, bias and ReLU; float64."""
+    flat = 8 * (size // 2) * (size // 2)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(flat, 16), nn.ReLU(), nn.Linear(16, n_classes),
+    ).double().eval()
+
+
+def small_mlp(n_in: int = 20, n_classes: int = 5) -> nn.Module:
+    """A random MLP with tanh and ReLU; float64."""
+    return nn.Sequential(nn.Linear(n_in, 32), nn.Tanh(), nn.Linear(32, 16), nn.ReLU(),
+                         nn.Linear(16, n_classes)).double().eval()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import lumos
-from conftest import small_cnn
+from helpers import small_cnn
 from lumos.attribution.integrated import ConvergenceWarning
 
 

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 import lumos
-from conftest import small_cnn
-from helpers import untouched
+from helpers import small_cnn, untouched
 
 
 @pytest.fixture

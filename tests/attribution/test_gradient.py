@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import lumos
-from conftest import small_cnn
+from helpers import small_cnn
 
 
 def test_gradient_and_input_x_gradient_equal_captum() -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import lumos
-from conftest import small_cnn, small_mlp
+from helpers import small_cnn, small_mlp
 from lumos.attribution import quadrature
 from lumos.attribution.quadrature import METHODS
 

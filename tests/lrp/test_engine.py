@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 import lumos
-from conftest import small_cnn, small_mlp
-from helpers import untouched
+from helpers import small_cnn, small_mlp, untouched
 from lumos.lrp import composites, rules
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import small_cnn
+from helpers import small_cnn
 from lumos.metrics import (
     infidelity,
     insertion_deletion,

@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from conftest import small_cnn
-from helpers import untouched
+from helpers import small_cnn, untouched
 from lumos.explanation import Explanation
 from lumos.metrics import METRICS, evaluate, inverted, random_attribution
 from lumos.metrics.progress import Progress

@@ -116,7 +116,7 @@ def reference_loop(model: nn.Module, x: Tensor, a: Tensor, target: Tensor, steps
                                                       (4, 9, "blur"), (2, 12, "uniform")])
 def test_matches_step_by_step_loop_with_patches_and_channels(patch: int, steps: int,
                                                              fill: str | float) -> None:
-    from conftest import small_cnn
+    from helpers import small_cnn
     from lumos.metrics.fills import fill_image
 
     model = small_cnn(in_channels=3)
@@ -140,7 +140,7 @@ def test_patch_index_counts_edge_patches() -> None:
 
 
 def test_channel_summed_attribution_is_accepted() -> None:
-    from conftest import small_cnn
+    from helpers import small_cnn
 
     model = small_cnn(in_channels=3)
     x = torch.rand(2, 3, 12, 12, dtype=torch.float64)
@@ -151,7 +151,7 @@ def test_channel_summed_attribution_is_accepted() -> None:
 
 
 def test_softmax_score_and_insertion_deletion() -> None:
-    from conftest import small_cnn
+    from helpers import small_cnn
 
     model = small_cnn()
     x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
@@ -182,7 +182,7 @@ def test_attribution_shape_mismatch() -> None:
 
 
 def test_steps_larger_than_patches() -> None:
-    from conftest import small_cnn
+    from helpers import small_cnn
 
     x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"steps=17 is larger than the number of patches \(16"):
@@ -206,7 +206,7 @@ def test_nan_attribution() -> None:
     ({"patch": 20}, "patch=20 is larger"),
 ])
 def test_bad_options(kwargs: dict[str, object], message: str) -> None:
-    from conftest import small_cnn
+    from helpers import small_cnn
 
     x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
     with pytest.raises(ValueError, match=message):
@@ -214,7 +214,7 @@ def test_bad_options(kwargs: dict[str, object], message: str) -> None:
 
 
 def test_target_out_of_range() -> None:
-    from conftest import small_cnn
+    from helpers import small_cnn
 
     x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
     with pytest.raises(IndexError, match="target 12 is out of range"):

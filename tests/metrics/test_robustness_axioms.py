@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from conftest import small_cnn, small_mlp
-from helpers import untouched
+from helpers import small_cnn, small_mlp, untouched
 from lumos.explanation import Explanation
 from lumos.metrics.axioms import completeness_error, conservation, sparseness
 from lumos.metrics.robustness import infidelity, infidelity_noise, max_sensitivity
