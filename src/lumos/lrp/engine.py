@@ -12,6 +12,7 @@ replaced, resized, moved, or modified in place, or a submodule swapped).
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,7 +202,7 @@ class _Program:
                 env[node] = x if placeholders == 0 else (node.args[0] if node.args else None)
                 placeholders += 1
             elif node.op == "get_attr":
-                env[node] = _fetch(self.gm, str(node.target))
+                env[node] = operator.attrgetter(str(node.target))(self.gm)
             elif node.op == "call_module":
                 args, kwargs = load(node.args), load(node.kwargs)
                 if state.explain:
@@ -221,13 +222,6 @@ class _Program:
             else:
                 return load(node.args[0])
         raise RuntimeError("the prepared graph has no output node")
-
-
-def _fetch(gm: nn.Module, target: str) -> Any:
-    obj: Any = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _default_rule(module: nn.Module) -> Rule:
