@@ -89,6 +89,9 @@ OPS: list[tuple[str, Callable[[Tensor], Tensor], type[nn.Module]]] = [
     ("torch.add", lambda x: torch.add(x, torch.tanh(x)), Sum),
     ("x.add(y)", lambda x: x.add(x.relu()), Sum),
     ("torch.cat", lambda x: torch.cat([x, x.relu()], 1), Concat),
+    ("x.chunk", lambda x: x.chunk(2, 1)[1] + x.chunk(2, dim=1)[0].relu(), Reshape),
+    ("torch.split", lambda x: (lambda p: torch.cat([p[1], p[0]], 1))(torch.split(x, [1, 3], 1)),
+     Reshape),
     ("F.dropout", lambda x: F.dropout(x, 0.5, training=False), nn.Conv2d),
 ]
 

@@ -119,6 +119,27 @@ def _reshape(fn: Callable[..., Any] | None) -> Handler:
     return handle
 
 
+def _part(x: torch.Tensor, *args: Any, op: str, index: int, **kwargs: Any) -> torch.Tensor:
+    """Piece ``index`` of ``x.<op>(*args, **kwargs)`` (chunk, split, unbind): a selection."""
+    piece: torch.Tensor = getattr(x, op)(*args, **kwargs)[index]
+    return piece
+
+
+def _pieces(g: PrepGraph, node: fx.Node) -> None:
+    """``a, b = x.chunk(2, 1)`` (ShuffleNet): each piece read becomes its own :class:`Reshape`."""
+    x, extra = node.args[0], (node.args[1:], node.kwargs)
+    op = str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", "")
+    if any(g.is_tensor(n) for n in node_inputs(extra)) or not all(
+            u.target is operator.getitem and isinstance(u.args[1], int) for u in node.users):
+        raise g.error(node, f"{op_name(node)} whose pieces are not read by constant index",
+                      "index the pieces with constants (a, b = x.chunk(2, 1))")
+    for user in list(node.users):
+        fn = partial(_part, op=op, index=user.args[1])
+        g.replace(user, Reshape(fn, f"{op}[{user.args[1]}]"), (x, *node.args[1:]),
+                  dict(node.kwargs))
+    g.graph.erase_node(node)
+
+
 def _pad_value(node: fx.Node) -> Any:
     mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
     value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
@@ -247,6 +268,7 @@ def _table() -> dict[Any, Handler]:
     add(("flatten", "view", "reshape", "squeeze", "unsqueeze", "permute", "transpose",
          "contiguous", "swapaxes", "swapdims", "movedim", "narrow", "unflatten", "t"),
         _reshape(None))
+    add((torch.chunk, torch.split, torch.unbind, "chunk", "split", "unbind"), _pieces)
     add((operator.add, operator.iadd, torch.add, "add", "add_"), _sum)
     add((torch.cat, torch.concat, torch.concatenate), _concat)
     add((torch.mean, "mean"), _mean)
@@ -281,7 +303,8 @@ def canonize_functions(g: PrepGraph) -> None:
     """Rewrite every supported ``call_function`` / ``call_method`` node into a module call."""
     g.mark_shapes()
     for node in list(g.graph.nodes):
-        if node.op not in ("call_function", "call_method") or g.is_shape(node):
+        erased = getattr(node, "_erased", False)   # a piece of a chunk already rewritten
+        if erased or node.op not in ("call_function", "call_method") or g.is_shape(node):
             continue
         handler = FUNCTIONS.get(node.target)
         if handler is None:
