@@ -134,9 +134,9 @@ def _pieces(g: PrepGraph, node: fx.Node) -> None:
         raise g.error(node, f"{op_name(node)} whose pieces are not read by constant index",
                       "index the pieces with constants (a, b = x.chunk(2, 1))")
     for user in list(node.users):
-        fn = partial(_part, op=op, index=user.args[1])
-        g.replace(user, Reshape(fn, f"{op}[{user.args[1]}]"), (x, *node.args[1:]),
-                  dict(node.kwargs))
+        index: Any = user.args[1]
+        g.replace(user, Reshape(partial(_part, op=op, index=index), f"{op}[{index}]"),
+                  (x, *node.args[1:]), dict(node.kwargs))
     g.graph.erase_node(node)
 
 
