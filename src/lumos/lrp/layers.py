@@ -62,10 +62,11 @@ class Concat(nn.Module):
 class Reshape(nn.Module):
     """An operation that only moves, copies or zero-pads elements and does no arithmetic.
 
-    Covers flatten, view, reshape, squeeze, unsqueeze, permute, transpose, contiguous, zero
-    padding and slicing. Each output element is one input element or a constant zero, so the
-    operation is linear and relevance passes back through its vector-Jacobian product unchanged
-    in total (the engine's pass-through rule).
+    Covers flatten, view, reshape, squeeze, unsqueeze, permute, transpose, contiguous, slicing,
+    pieces of chunk / split / unbind, and zero, reflection, replication or circular padding.
+    Each output element is a copy of one input element or a constant zero, so the operation is
+    linear and relevance goes back through its vector-Jacobian product (the engine's
+    pass-through rule).
 
     Parameters
     ----------
