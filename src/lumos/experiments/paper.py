@@ -110,7 +110,7 @@ def train_stage(name: str, d: Data, cfg: dict[str, Any], folder: Path, seed: int
     """Train (or load the finished) model of dataset ``name``."""
     from lumos.models import zoo
     from lumos.models.checkpoint import load_checkpoint, save_checkpoint
-    from lumos.train import evaluate, fit
+    from lumos.train import evaluate, fit, random_shift
 
     path = folder / "model.safetensors"
     key = store.config_hash(name, cfg, seed, "train")
@@ -127,6 +127,7 @@ def train_stage(name: str, d: Data, cfg: dict[str, Any], folder: Path, seed: int
     history = fit(model, _limit(d.train, int(cfg["train_limit"])), None,
                   epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]),
                   lr=float(cfg["lr"]), seed=seed, progress=not progress.quiet,
+                  augment=random_shift(int(cfg["shift"])) if cfg["shift"] else None,
                   checkpoint_dir=folder / "train", resume=True, device=device)
     test = evaluate(model, d.test, device=device)
     kwargs.pop("weights", None)
