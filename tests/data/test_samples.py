@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lumos.data import mnist5k, photos
-from lumos.data.progress import Progress
+from lumos.progress import Progress
 
 
 def test_mnist5k_split_is_fixed_balanced_and_disjoint() -> None:

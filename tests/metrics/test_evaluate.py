@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from helpers import small_cnn, untouched
 from lumos.explanation import Explanation
 from lumos.metrics import METRICS, evaluate, inverted, random_attribution
-from lumos.metrics.progress import Progress
 from lumos.metrics.table import EvaluationResult, mean_stderr
+from lumos.progress import Progress
 
 
 def gradient_x_input(model: nn.Module):  # type: ignore[no-untyped-def]
@@ -78,11 +78,11 @@ def test_progress_bar_draws_on_a_terminal() -> None:
             return True
 
     stream = Tty()
-    with Progress(4, "evaluate", stream=stream, width=8) as bar:
+    with Progress(4, "evaluate", stream=stream) as bar:
         for _ in range(4):
-            bar.update(1, "ig")
+            bar.update(1, postfix="ig")
     text = stream.getvalue()
-    assert "\revaluate [########] 4/4" in text and text.endswith("\n")
+    assert "\revaluate: 100% [" + "#" * 24 + "] 4/4" in text and text.endswith("\n")
     quiet = io.StringIO()
     with Progress(2, "x", enabled=False, stream=quiet) as bar:
         bar.update(2)

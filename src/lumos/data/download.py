@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from lumos.data.progress import Progress
+from lumos.progress import Progress
 
 _CHUNK = 1 << 16
 _USER_AGENT = "lumos-downloader/0.1 (+https://github.com/)"

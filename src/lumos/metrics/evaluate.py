@@ -31,9 +31,9 @@ from lumos.metrics._common import (
 )
 from lumos.metrics.axioms import completeness_error, sparseness
 from lumos.metrics.fills import Fill
-from lumos.metrics.progress import Progress
 from lumos.metrics.robustness import infidelity, max_sensitivity
 from lumos.metrics.table import EvaluationResult
+from lumos.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ def evaluate(model: nn.Module, data: tuple[Tensor, Tensor] | Iterable[tuple[Tens
                 context = Context(model, bx, t, attribution, fn, seconds)
                 for config in configs:
                     values[name][config.name] += config(context).detach().cpu().double().tolist()
-                bar.update(1, name)
+                bar.update(1, postfix=name)
     return EvaluationResult(list(fns), [c.name for c in configs], values,
                             {c.name: c.better for c in configs},
                             {"samples": n_samples, "target": target})

@@ -1,4 +1,4 @@
-"""A small dependency-free progress bar on stderr, for downloads and training.
+"""A small dependency-free progress bar on stderr, for downloads, training and metrics.
 
 On a terminal the bar redraws in place (at most ten times a second); elsewhere (a log file, CI)
 it writes a single summary line when it closes, so logs stay readable. :meth:`Progress.write`
