@@ -63,7 +63,7 @@ def _norm(module: nn.Module, stabilizer: Any) -> Step:
     def step(run: _Run, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
         y = module(*args, **kwargs)
         value = y.detach()
-        out: Tensor = Route.apply(y, value, value / stabilize(value, stabilizer))
+        out: Tensor = Route.apply(y, value, safe_ratio(value, stabilize(value, stabilizer)))
         return out
     return step
 
@@ -113,15 +113,17 @@ class _Program:
         self.absorbed: set[fx.Node] = set()
         first_open = True
         calls = [n for n in self.nodes if n.op == "call_module"]
+        self.node_rules: dict[fx.Node, Rule | None] = {}
         for node in calls:
             module = modules[str(node.target)]
             rule = composite.rule((self.name(node), str(node.target)), module, first_open)
             if first_open and composite.wants_first(module):
                 first_open = False
-            self.rules[self.name(node)] = rule
+            self.node_rules[node] = rule
+            self.rules[str(node.target)] = rule
         for node in calls:
             self.steps[node] = self._step(node, modules[str(node.target)], self.name(node),
-                                          self.rules[self.name(node)])
+                                          self.node_rules[node])
 
     def name(self, node: fx.Node) -> str:
         """The user's module path for a prepared node."""
@@ -164,7 +166,7 @@ class _Program:
         return None
 
     def _is_relu(self, node: fx.Node) -> bool:
-        rule = self.rules.get(self.name(node))
+        rule = self.node_rules.get(node)
         return isinstance(self._module(node), _ZERO_BELOW) and (
             rule is None or rule.kind in ("pass", "gradient"))
 
@@ -289,7 +291,8 @@ class LRP:
 
     @property
     def rules(self) -> dict[str, Rule | None]:
-        """Rule per layer of the last prepared model (``None``: the layer kind's default)."""
+        """Rule per module of the last prepared model, by prepared module name (the user's path
+        for modules that came from the model); ``None``: the layer kind's default."""
         return {} if self._program is None else dict(self._program.rules)
 
     def attribute(self, inputs: Tensor, target: TargetLike = None,
