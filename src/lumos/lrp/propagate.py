@@ -152,7 +152,14 @@ class RuleLayer:
         a, c = term.weight
         if c != 0.0:
             assert p is not None
-            out = torch.add(p, z, alpha=a) if c == 1.0 else torch.add(z * a, p, alpha=c)
+            if a == 1.0:
+                out = torch.add(z, p, alpha=c)
+            elif c == 1.0:
+                out = torch.add(p, z, alpha=a)
+            elif a + c == 1.0:  # p + a (z - p), one pass
+                out = torch.lerp(p, z, a)
+            else:
+                out = torch.add(z * a, p, alpha=c)
         else:
             out = z if a == 1.0 else z * a
         off = self._offset(term)
