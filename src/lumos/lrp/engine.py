@@ -63,7 +63,12 @@ def _norm(module: nn.Module, stabilizer: Any) -> Step:
     def step(run: _Run, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
         y = module(*args, **kwargs)
         value = y.detach()
-        out: Tensor = Route.apply(y, value, safe_ratio(value, stabilize(value, stabilizer)))
+        if isinstance(stabilizer, float) and stabilizer > 0:  # y / (y + eps sign y), 3 passes
+            size = value.abs()
+            scale = size / size.add(stabilizer)
+        else:
+            scale = safe_ratio(value, stabilize(value, stabilizer))
+        out: Tensor = Route.apply(y, value, scale)
         return out
     return step
 

@@ -197,10 +197,13 @@ class RuleLayer:
 
     def _scale(self, d: Tensor, z: Tensor, mask: str | None) -> Tensor:
         den = stabilize(d, self.rule.stabilizer)
-        scale = den.reciprocal() if self.relevance_in else z / den
-        if mask is not None:
-            scale = torch.where(z > 0 if mask == "pos" else z < 0, scale, 0.0)
-        return scale
+        if self.relevance_in:
+            scale = den.reciprocal()
+            return scale if mask is None else torch.where(z > 0 if mask == "pos" else z < 0,
+                                                          scale, 0.0)
+        if mask is not None:  # the mask folded into the numerator: one pass
+            z = z.clamp(min=0) if mask == "pos" else z.clamp(max=0)
+        return z / den
 
     # backward ------------------------------------------------------------------------------
     def backward(self, saved: dict[str, Any], g: Tensor) -> tuple[Tensor | None, Tensor | None]:
