@@ -16,10 +16,10 @@ from typing import Any
 
 from torch import Tensor
 
+from lumos.atomic import write_bytes_atomic
 from lumos.experiments.methods import parse
 from lumos.experiments.study import Measured, Result
 from lumos.explanation import Explanation
-from lumos.viz.image import write_bytes_atomic
 
 _FIELDS = ("attribution", "output", "target", "delta", "baseline_output", "n_steps", "converged")
 

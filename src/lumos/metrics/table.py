@@ -7,10 +7,10 @@ import io
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from lumos.atomic import write_bytes_atomic
 
 
 def mean_stderr(values: list[float]) -> tuple[float, float]:
@@ -23,21 +23,6 @@ def mean_stderr(values: list[float]) -> tuple[float, float]:
         return mean, 0.0
     var = sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)
     return mean, math.sqrt(var / len(finite))
-
-
-def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 @dataclass
@@ -94,7 +79,7 @@ class EvaluationResult:
         """The result as JSON text (NaN as ``null``); also written atomically to ``path``."""
         text = json.dumps(_nan_to_none(self.to_dict(samples)), indent=2) + "\n"
         if path is not None:
-            write_atomic(path, text)
+            write_bytes_atomic(text.encode("utf-8"), path)
         return text
 
     def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -108,7 +93,7 @@ class EvaluationResult:
                                  int(cell["n"]), self.better.get(metric, "")])
         text = buffer.getvalue()
         if path is not None:
-            write_atomic(path, text)
+            write_bytes_atomic(text.encode("utf-8"), path)
         return text
 
     def table(self, digits: int = 3) -> str:

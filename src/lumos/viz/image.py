@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from lumos.atomic import write_bytes_atomic
 from lumos.viz import colormaps
 
 Mode = Literal["signed", "absolute", "positive"]
@@ -215,25 +215,3 @@ def data_uri(image: Image.Image | bytes) -> str:
 def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Write ``image`` as PNG atomically (temp file in the same folder, then rename)."""
     return write_bytes_atomic(png_bytes(image), path)
-
-
-def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
-    """Write ``data`` to ``path`` so readers see the old file or the complete new one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use what open() would
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

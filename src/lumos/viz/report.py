@@ -24,7 +24,8 @@ from typing import Literal
 
 from PIL import Image
 
-from lumos.viz.image import data_uri, write_bytes_atomic
+from lumos.atomic import write_bytes_atomic
+from lumos.viz.image import data_uri
 
 Number = float | int
 Value = Number | tuple[Number, Number] | str | None
