@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ def config_hash(*parts: Any) -> str:
 def save(folder: Path, tensors: dict[str, Tensor], results: dict[str, Result],
          measured: dict[str, Measured], meta: dict[str, Any]) -> None:
     """Write the stage's files (tensors first, the JSON that marks it finished last)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     flat = {f"data/{k}": v.contiguous() for k, v in tensors.items()}
     for key, r in results.items():
@@ -42,14 +40,8 @@ def save(folder: Path, tensors: dict[str, Tensor], results: dict[str, Result],
     for key, m in measured.items():
         flat[f"measure/{key}/morf"] = m.morf.contiguous()
         flat[f"measure/{key}/lerf"] = m.lerf.contiguous()
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu() for k, v in flat.items()}, tmp)
-        os.replace(tmp, folder / "results.safetensors")
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    payload = save({k: v.detach().cpu() for k, v in flat.items()})
+    write_bytes_atomic(payload, folder / "results.safetensors")
     info = {"methods": {k: {"seconds": r.seconds, "error": r.error} for k, r in results.items()},
             **meta}
     write_bytes_atomic(json.dumps(info, indent=1).encode(), folder / "results.json")

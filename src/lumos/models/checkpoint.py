@@ -12,41 +12,20 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from lumos.atomic import atomic_file
 
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, or would need unsafe unpickling."""
-
-
-@contextmanager
-def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file next to ``path``; rename it onto ``path`` only if the block succeeds.
-
-    Readers therefore see either the old file or the complete new one, never a partial write;
-    on error the temp file is removed.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sidecar_path(weights: str | os.PathLike[str]) -> Path:
