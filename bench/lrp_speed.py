@@ -2,18 +2,22 @@
 
 Runs torchvision VGG-16 and ResNet-18 (random weights, eval mode) on a batch of 4 random
 224x224 images with two CPU threads, EpsilonGammaBox(-3, 3) in both libraries (Zennit with its
-VGG / ResNet canonizers). The three timed calls are interleaved round by round and medians are
-printed, so machine load hits all of them alike. lumos prepares its model copy once, outside the
+VGG / ResNet canonizers). The timed calls are interleaved round by round; each ratio is the
+median (and quartiles) over rounds of a call's time over the same round's gradient, so machine
+load hits both sides of a ratio alike. lumos runs its private copy with channels-last
+weights on CPU (oneDNN's faster layout), so the gradient of a channels-last copy of the model is
+printed as a second reference. lumos prepares its model copy once, outside the
 timing (it is cached inside the LRP object); Zennit registers its hooks inside the timing, as its
 context manager does on every use.
 
-    .venv/bin/python bench/lrp_speed.py [--repeats 5] [--size 224] [--batch 4]
+    .venv/bin/python bench/lrp_speed.py [--repeats 9] [--size 224] [--batch 4]
         [--models vgg16 resnet18]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -64,8 +68,12 @@ def bench(name: str, repeats: int, batch: int, size: int) -> None:
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None).eval()
     x = torch.randn(batch, 3, size, size)
-    calls = {"gradient": lambda x, t: _gradient(model, x, t), "zennit": _zennit(model, name),
-             "lumos": _lumos(model)}
+    # lumos runs its private copy with channels-last weights on CPU; the same layout for the
+    # user's model is a fair second reference
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    calls = {"gradient": lambda x, t: _gradient(model, x, t), "lumos": _lumos(model),
+             "gradient_cl": lambda x, t: _gradient(model_cl, x, t),
+             "zennit": _zennit(model, name)}
     for fn in calls.values():  # warm-up (lumos prepares its copy here)
         fn(x, 1)
     times: dict[str, list[float]] = {key: [] for key in calls}
@@ -73,15 +81,24 @@ def bench(name: str, repeats: int, batch: int, size: int) -> None:
         for key, fn in calls.items():
             times[key].append(_timed(fn, x))
     med = {key: statistics.median(values) for key, values in times.items()}
-    print(f"{name:9s} batch {batch} {size}x{size}: gradient {med['gradient']:.3f}s | "
-          f"zennit {med['zennit']:.3f}s = {med['zennit'] / med['gradient']:.2f}x | "
-          f"lumos {med['lumos']:.3f}s = {med['lumos'] / med['gradient']:.2f}x "
-          f"(medians of {repeats}, {torch.get_num_threads()} threads)", flush=True)
+
+    def ratio(key: str, base: str = "gradient") -> str:
+        # paired: each round's time over the same round's reference, so slow drifts in machine
+        # load cancel; median and quartiles over the rounds
+        pairs = [a / b for a, b in zip(times[key], times[base], strict=True)]
+        q1, q2, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else pairs * 3
+        return f"{q2:.2f}x [{q1:.2f}-{q3:.2f}]"
+
+    print(f"{name:9s} batch {batch} {size}x{size}, {torch.get_num_threads()} threads, "
+          f"{repeats} rounds: gradient {med['gradient']:.3f}s | zennit {med['zennit']:.3f}s "
+          f"= {ratio('zennit')} | lumos {med['lumos']:.3f}s = {ratio('lumos')}", flush=True)
+    print(f"{'':9s} gradient of a channels-last copy {med['gradient_cl']:.3f}s: lumos = "
+          f"{ratio('lumos', 'gradient_cl')} of that", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)

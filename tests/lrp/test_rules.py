@@ -81,6 +81,10 @@ LAYERS = {
     "linear": (lambda: nn.Linear(7, 5), (7,)),
     "conv2d": (lambda: nn.Conv2d(2, 3, 3, padding=1), (2, 4, 4)),
     "conv1d-grouped-strided": (lambda: nn.Conv1d(4, 6, 3, stride=2, groups=2), (4, 9)),
+    # few input channels and a stride: transposed products run by output phase
+    "conv2d-strided-few-channels": (
+        lambda: nn.Conv2d(2, 3, (3, 4), stride=2, padding=(1, 2)), (2, 7, 8)),
+    "conv2d-strided": (lambda: nn.Conv2d(5, 3, 3, stride=3), (5, 8, 7)),
 }
 
 
@@ -108,20 +112,53 @@ def test_rule_equals_dense_formula(rule_name: str, layer_name: str) -> None:
     torch.testing.assert_close(got.reshape(2, -1), want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("relu_after", [True, False])
 @pytest.mark.parametrize("rule_name", ["gamma", "zplus", "alphabeta", "epsilon"])
-def test_fast_paths_for_relu_inputs_and_outputs(rule_name: str) -> None:
+def test_fast_paths_for_relu_inputs_and_outputs(rule_name: str, relu_after: bool) -> None:
     """Non-negative inputs (after a ReLU) and ReLU outputs take shortcuts; same numbers."""
     layer = nn.Conv2d(3, 4, 3, padding=1).double()
     nn.init.normal_(layer.bias, std=0.5)
+    with torch.no_grad():
+        layer.bias[0] = -1e-6  # an output whose stabilised denominator can meet zero
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    x[:, :, :2] = 0.0
     w, b = dense(layer, (3, 5, 5))
     r = torch.randn(2, w.shape[0], dtype=torch.float64)
-    got = lrp_of(layer, RULES[rule_name], x, r, before=nn.ReLU(), after=nn.ReLU())
+    got = lrp_of(layer, RULES[rule_name], x, r, before=nn.ReLU(),
+                 after=nn.ReLU() if relu_after else None)
     xr = x.clamp(min=0).reshape(2, -1)
     z = xr @ w.T + b
-    want = torch.stack([formula(rule_name, w, b, xi, ri * (zi > 0))
+    want = torch.stack([formula(rule_name, w, b, xi, ri * (zi > 0) if relu_after else ri)
                         for xi, ri, zi in zip(xr, r, z, strict=True)])
+    assert bool(torch.isfinite(got).all())
     torch.testing.assert_close((got.reshape(2, -1)), want, rtol=1e-10, atol=1e-12)
+
+
+class _SumReLU(nn.Module):
+    """``relu(a(x) + b(x))``: a residual sum whose only user is a ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 4), nn.Linear(6, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.a(x) + self.b(x))
+
+
+def test_sum_before_relu_splits_relevance_in_proportion() -> None:
+    model = _SumReLU().double().eval()
+    x = torch.randn(3, 6, dtype=torch.float64)
+    r = torch.randn(3, 4, dtype=torch.float64)
+    got = lumos.LRP(model, composites.Epsilon()).attribute(x, relevance=r)
+    wa, ba = dense(model.a, (6,))
+    wb, bb = dense(model.b, (6,))
+    for xi, ri, gi in zip(x, r, got, strict=True):
+        za, zb = wa @ xi + ba, wb @ xi + bb
+        ry = ri * (za + zb > 0)
+        share = ry / stabilize(za + zb, EPS)
+        want = formula("epsilon", wa, ba, xi, za * share) + formula("epsilon", wb, bb, xi,
+                                                                     zb * share)
+        torch.testing.assert_close(gi, want, rtol=1e-10, atol=1e-12)
 
 
 def test_zbox_bounds_as_tensors_per_channel() -> None:
@@ -136,6 +173,24 @@ def test_zbox_bounds_as_tensors_per_channel() -> None:
     for xi, ri, gi in zip(x.reshape(2, -1), r, got, strict=True):
         num = w * xi - lo * pos(w) - hi * neg(w)
         torch.testing.assert_close(gi, ratio(num, num.sum(1), ri), rtol=1e-10, atol=1e-12)
+
+
+def test_zbox_follows_bounds_changed_in_place_and_new_input_sizes() -> None:
+    """The bound terms are cached per input size; an in-place change of a bound is seen."""
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Flatten()).double().eval()
+    low = torch.full((1, 2, 1, 1), -1.0, dtype=torch.float64)
+    lrp = lumos.LRP(model, composites.LayerMap([(nn.Conv2d, rules.ZBox(low, 2.0))]))
+    for size in (4, 5, 4):
+        x = torch.rand(2, 2, size, size, dtype=torch.float64)
+        fresh = lumos.LRP(model, composites.LayerMap([(nn.Conv2d, rules.ZBox(low.clone(), 2.0))]))
+        torch.testing.assert_close(lrp.attribute(x, target=0), fresh.attribute(x, target=0),
+                                   rtol=1e-12, atol=1e-12)
+    before = lrp.attribute(x, target=0)
+    low.fill_(-3.0)
+    after = lrp.attribute(x, target=0)
+    fresh = lumos.LRP(model, composites.LayerMap([(nn.Conv2d, rules.ZBox(low.clone(), 2.0))]))
+    torch.testing.assert_close(after, fresh.attribute(x, target=0), rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(before, after)
 
 
 def test_affine_layer_takes_weighted_rules() -> None:

@@ -73,6 +73,17 @@ def _norm(module: nn.Module, stabilizer: Any) -> Step:
     return step
 
 
+def _norm_relu(module: nn.Module, eps: float) -> Step:
+    """Norm (``eps > 0``) and the ReLU after it as one step: ``y+ / (y+ + eps)``."""
+    def step(run: _Run, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
+        y = module(*args, **kwargs)
+        value = y.detach().clamp(min=0)
+        den = value + eps
+        out: Tensor = Route.apply(y, value, torch.div(value, den, out=den))
+        return out
+    return step
+
+
 def _pass(module: nn.Module, name: str) -> Step:
     if isinstance(module, _HOMOGENEOUS):
         return _plain(module)
@@ -145,6 +156,10 @@ class _Program:
             return _pass(module, name)
         weighted = isinstance(module, WEIGHTED)
         if rule.kind == "norm" or (not weighted and _is_plain_epsilon(rule)):
+            relu = self._fusable_relu(node)
+            if relu is not None and isinstance(rule.stabilizer, float) and rule.stabilizer > 0:
+                self.absorbed.add(relu)
+                return _norm_relu(module, rule.stabilizer)
             return _norm(module, rule.stabilizer)
         if not weighted:
             raise LRPUnsupportedError(
@@ -158,12 +173,20 @@ class _Program:
         at_output = users == [self.output] and self.output.args[0] is node
         self.seed_is_relevance = self.seed_is_relevance or at_output
         relu_after = bool(users) and all(self._is_relu(u) for u in users)
-        fuse = len(users) == 1 and isinstance(self._module(users[0]), nn.ReLU) and relu_after
-        if fuse:
-            self.absorbed.add(users[0])
+        relu = self._fusable_relu(node)
+        if relu is not None:
+            self.absorbed.add(relu)
         return _weighted(RuleLayer(module, rule, relevance_in=at_output,
                                    nonneg_input=self._nonneg(node.args[0]),
-                                   relu_after=relu_after, fuse_relu=fuse))
+                                   relu_after=relu_after, fuse_relu=relu is not None))
+
+    def _fusable_relu(self, node: fx.Node) -> fx.Node | None:
+        """The node's only user when that is a plain ReLU whose rule is its gradient."""
+        users = list(node.users)
+        if (len(users) == 1 and isinstance(self._module(users[0]), nn.ReLU)
+                and self._is_relu(users[0])):
+            return users[0]
+        return None
 
     def _module(self, node: object) -> nn.Module | None:
         if isinstance(node, fx.Node) and node.op == "call_module":
@@ -252,6 +275,8 @@ def _prepare(model: nn.Module, example: Tensor) -> fx.GraphModule:
     from lumos.lrp.prepare import prepare
 
     gm = prepare(model, example)
+    if example.device.type == "cpu":  # oneDNN convolutions are faster with channels-last weights
+        gm = gm.to(memory_format=torch.channels_last)
     for p in gm.parameters():
         p.requires_grad_(False)
     return gm

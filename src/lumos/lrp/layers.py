@@ -88,6 +88,8 @@ class Reshape(nn.Module):
         self.op = op
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if self.fn is Tensor.view and not x.is_contiguous():  # channels-last activations
+            x = x.contiguous()
         return self.fn(x, *args, **kwargs)
 
     def extra_repr(self) -> str:

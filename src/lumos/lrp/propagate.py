@@ -14,13 +14,14 @@ gradient scale backward (``act(z) / z`` for Pass, ``y / stabilise(y)`` for Norm)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from lumos.lrp.ops import LinearOp
-from lumos.lrp.rules import POSITIVE, Rule, Term, stabilize
+from lumos.lrp.rules import IDENTITY, POSITIVE, Rule, Term, stabilize
 
 
 class Route(torch.autograd.Function):
@@ -108,8 +109,12 @@ class RuleLayer:
         relu_after = relu_after or fuse_relu
         self.groups = [m != "neg" or not relu_after for m in rule.masks]
         self.masks = [None if m == "all" or relu_after else m for m in rule.masks]
+        self.relu_after = relu_after
         self._offsets: dict[Term, Tensor | None] = {}
         self._weights: dict[tuple[Any, float], Tensor] = {}
+        self._plans: dict[bool, _Plan | None] = {}
+        self._shifted: dict[float, Tensor] = {}
+        self._constants: dict[tuple[Any, ...], tuple[Tensor, Tensor]] = {}
 
     def __call__(self, x: Tensor, side: list[Tensor]) -> Tensor:
         out: Tensor = _RuleFunction.apply(self.op.pre(x), self, side, x.shape)
@@ -146,6 +151,20 @@ class RuleLayer:
             return x.clamp(max=0)
         return self._const_input(term, raw_shape, x)
 
+    def _constant_term(self, term: Term, raw_shape: torch.Size, like: Tensor
+                       ) -> tuple[Tensor, Tensor]:
+        """Input and signed output of a term that reads ones or a ZBox bound, cached."""
+        bound = self.rule.low if term.inputs == "low" else self.rule.high
+        version = bound._version if isinstance(bound, Tensor) else None
+        key = (term, tuple(raw_shape), like.dtype, like.device, version)
+        if key not in self._constants:
+            inp = self._const_input(term, raw_shape, like)
+            out = self.op.forward(inp, _weight(self.op, term.weight),
+                                  self.op.param("bias", term.bias))
+            self._constants = {key: (inp, out if term.sign == 1.0 else out * term.sign),
+                               **{k: v for k, v in self._constants.items() if k[0] != term}}
+        return self._constants[key]
+
     def _decomposed(self, term: Term, z: Tensor, p: Tensor | None, x: Tensor) -> Tensor:
         """Term output as ``a z + c p + offset`` (inputs that equal ``x``)."""
         assert isinstance(term.weight, tuple)
@@ -173,10 +192,17 @@ class RuleLayer:
         pos_only = self.nonneg_input or (signed and bool(x.min() >= 0))
         active = [t for t in rule.terms if self.groups[t.group]
                   and not (pos_only and t.inputs == "neg")]
+        value = z.clamp(min=0) if self.fuse_relu else z
+        if pos_only not in self._plans:
+            self._plans[pos_only] = self._plan(active, pos_only)
+        plan = self._plans[pos_only]
+        if plan is not None:
+            return value, self._signed_forward(plan, x, z, value)
         p: Tensor | None = None
         dens: list[Tensor | None] = [None] * len(rule.masks)
         inputs: dict[Term, Tensor] = {}
-        for term in active:
+        # terms of constant inputs first: their one-sample outputs add up before the batch's
+        for term in sorted(active, key=lambda t: t.inputs not in ("ones", "low", "high")):
             kind = "x" if pos_only and term.inputs == "pos" else term.inputs
             if kind == "x" and isinstance(term.weight, tuple) and (
                     term.weight[1] == 0.0 or len(active) > 1):
@@ -184,16 +210,86 @@ class RuleLayer:
                     p = op.forward(x, _weight(op, POSITIVE), op.param("bias", POSITIVE))
                 out = self._decomposed(term, z, p, x)
                 inputs[term] = x
+            elif kind in ("ones", "low", "high"):  # the same for every input: cached
+                inputs[term], out = self._constant_term(term, raw_shape, x)
             else:  # its own forward with modified inputs / weights
                 inputs[term] = inp = self._term_input(term, kind, x, raw_shape)
                 out = op.forward(inp, _weight(op, term.weight), op.param("bias", term.bias))
-            out = out if term.sign == 1.0 else out * term.sign
+                out = out if term.sign == 1.0 else out * term.sign
             prev = dens[term.group]
             dens[term.group] = out if prev is None else prev + out
-        value = z.clamp(min=0) if self.fuse_relu else z
         scales = [None if d is None else self._scale(d, value, mask)
                   for d, mask in zip(dens, self.masks, strict=True)]
         return value, {"x": x, "scales": scales, "inputs": inputs}
+
+    def _plan(self, active: list[Term], pos_only: bool) -> _Plan | None:
+        """The terms as ``a z + c p`` per group, when each group's denominator has a known sign.
+
+        For ``x >= 0``, ``p = W+ x + b+`` is ``>= max(z, 0)``; so with ``a, c >= 0`` a group that
+        explains positive outputs has ``d > 0`` there, and with ``a > 0 >= c`` one for negative
+        outputs has ``d < 0``. Such a group needs no sign test: its stabiliser is ``+-eps``,
+        which folds into the bias of ``p``, and masked outputs give ``0 / (c p +- eps)``, never
+        ``0 / 0``.
+        """
+        eps = self.rule.stabilizer
+        if self.relevance_in or callable(eps) or eps <= 0:
+            return None
+        terms: dict[int, tuple[Term, float, float, float]] = {}
+        for term in active:
+            kind = "x" if pos_only and term.inputs == "pos" else term.inputs
+            if (term.group in terms or term.sign != 1.0 or kind != "x"
+                    or not isinstance(term.weight, tuple) or self._offset(term) is not None):
+                return None
+            a, c = term.weight
+            mask = self.rule.masks[term.group]
+            sign = 1.0 if self.relu_after or mask == "pos" else -1.0 if mask == "neg" else 0.0
+            if c != 0.0 and not pos_only:
+                return None
+            if not ((sign > 0 and a >= 0 and c >= 0 and a + c > 0)
+                    or (sign < 0 and a > 0 and c <= 0)):
+                return None
+            terms[term.group] = (term, sign, a, c)
+        shifts = {sign * eps / c for _, sign, _, c in terms.values() if c != 0.0}
+        groups = tuple((group, *entry) for group, entry in terms.items())
+        return _Plan(groups, shifts.pop() if len(shifts) == 1 else None)
+
+    def _signed_forward(self, plan: _Plan, x: Tensor, z: Tensor, value: Tensor
+                        ) -> dict[str, Any]:
+        """What :meth:`backward` needs, for a rule that :meth:`_plan` accepted."""
+        op, eps = self.op, float(self.rule.stabilizer)  # type: ignore[arg-type]
+        p: Tensor | None = None
+        if any(c != 0.0 for *_, c in plan.groups):
+            bias = op.param("bias", POSITIVE) if plan.shift is None else self._shift(plan.shift)
+            p = op.forward(x, _weight(op, POSITIVE), bias)
+        scales: list[Tensor | None] = [None] * len(self.rule.masks)
+        inputs: dict[Term, Tensor] = {}
+        for group, term, sign, a, c in plan.groups:
+            # the outputs the group explains (the fused ReLU's output is already that part)
+            part = z.clamp(max=0) if sign < 0 else value if self.fuse_relu else z.clamp(min=0)
+            if c == 0.0:
+                den = part * a + sign * eps if a != 1.0 else part + sign * eps
+            else:
+                assert p is not None
+                if a == 0.0:
+                    den = p * c
+                elif a == 1.0:
+                    den = torch.add(part, p, alpha=c)
+                else:
+                    den = torch.add(part * a, p, alpha=c)
+                if plan.shift is None:
+                    den.add_(sign * eps)
+            scales[group] = torch.div(part, den, out=den)  # den is a fresh tensor
+            inputs[term] = x
+        return {"x": x, "scales": scales, "inputs": inputs}
+
+    def _shift(self, shift: float) -> Tensor:
+        """``b+ + shift`` as the bias of ``p`` (puts the stabiliser into the extra forward)."""
+        if shift not in self._shifted:
+            bias = self.op.param("bias", POSITIVE)
+            channels = self.op.weight.shape[0]
+            base = bias if bias is not None else self.op.weight.new_zeros(channels)
+            self._shifted[shift] = base + shift
+        return self._shifted[shift]
 
     def _scale(self, d: Tensor, z: Tensor, mask: str | None) -> Tensor:
         den = stabilize(d, self.rule.stabilizer)
@@ -218,18 +314,47 @@ class RuleLayer:
             key = (kind, term.weight, term.coef)
             sums[key] = (inp, share if key not in sums else sums[key][1] + share)
         x = saved["x"]
+        by_share: dict[int, list[tuple[str, Any, float, Tensor, Tensor]]] = {}
+        for (kind, mod, coef), (inp, share) in sums.items():
+            by_share.setdefault(id(share), []).append((kind, mod, coef, inp, share))
         grad_x: Tensor | None = None
         side: Tensor | None = None
-        for (kind, mod, coef), (inp, share) in sums.items():
-            grad = self.op.transpose(share, self._scaled_weight(mod, coef), inp)
-            if kind in ("x", "pos", "neg"):
-                if kind != "x":
-                    grad = grad * (x > 0 if kind == "pos" else x < 0)
-                grad_x = grad if grad_x is None else grad_x + grad
-            else:
-                part = inp * grad
-                side = part if side is None else side + part
+        for entries in by_share.values():
+            for (kind, _, _, inp, _), grad in zip(entries, self._products(entries, x),
+                                                  strict=True):
+                if kind in ("x", "pos", "neg"):
+                    if kind != "x":
+                        grad = grad * (x > 0 if kind == "pos" else x < 0)
+                    # every product is a fresh tensor, computed before this loop
+                    grad_x = grad if grad_x is None else grad_x.add_(grad)
+                else:
+                    part = inp * grad
+                    side = part if side is None else side + part
         return grad_x, side
+
+    def _products(self, entries: list[tuple[str, Any, float, Tensor, Tensor]],
+                  x: Tensor) -> list[Tensor]:
+        """``coef * J_mod^T share`` per entry (all with one share).
+
+        Weights ``a W + c W+`` are linear in ``(W, W+)``: more than two of them (ZBox has
+        ``W``, ``W+`` and ``W-``) cost two transposed products, not one each.
+        """
+        share = entries[0][4]
+        mods = [mod for _, mod, _, _, _ in entries]
+        if len(entries) <= 2 or not all(isinstance(mod, tuple) for mod in mods):
+            weights = [self._scaled_weight(mod, coef) for _, mod, coef, _, _ in entries]
+            return self.op.transpose(share, weights, x)
+        plain, pos = self.op.transpose(share, [_weight(self.op, IDENTITY),
+                                               _weight(self.op, POSITIVE)], x)
+        out = []
+        for (_, (a, c), coef, _, _) in entries:
+            if c == 0.0:
+                out.append(plain if coef * a == 1.0 else plain * (coef * a))
+            elif a == 0.0:
+                out.append(pos * (coef * c))
+            else:
+                out.append(torch.add(plain * (coef * a), pos, alpha=coef * c))
+        return out
 
     def _scaled_weight(self, mod: Any, coef: float) -> Tensor:
         key = (mod, coef)
@@ -237,6 +362,14 @@ class RuleLayer:
             weight = _weight(self.op, mod)
             self._weights[key] = weight if coef == 1.0 else weight * coef
         return self._weights[key]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Per active group its one term and output sign; the stabiliser shift of ``p``."""
+
+    groups: tuple[tuple[int, Term, float, float, float], ...]  # group, term, sign, a, c
+    shift: float | None
 
 
 def _weight(op: LinearOp, mod: Any) -> Tensor:
