@@ -105,3 +105,49 @@ def test_vgg_with_batchnorm_equals_zennit() -> None:
         low=-3.0, high=3.0, canonizers=[zennit_torchvision.VGGCanonizer()])
     want = zennit_lrp(model, composite, x, [0, 1, 2])
     assert float((got - want).abs().max() / want.abs().max()) < 1e-8
+
+
+
+def mobilenet_canonizer() -> object:
+    """A Zennit canonizer for torchvision's MobileNetV2, like Zennit's own ResNet one.
+
+    Residual sums become Zennit ``Sum`` modules and the functional average pool a module, so
+    both take the Norm rule (without it Zennit would pass relevance through them unchanged).
+    """
+    from zennit.canonizers import AttributeCanonizer
+    from zennit.layer import Sum as ZennitSum
+
+    def residual(self: nn.Module, x: Tensor) -> Tensor:
+        return self.canonizer_sum(torch.stack([x, self.conv(x)], dim=-1))
+
+    def network(self: nn.Module, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.canonizer_pool(self.features(x)), 1))
+
+    def attributes(name: str, module: nn.Module) -> dict[str, object] | None:
+        if isinstance(module, torchvision.models.mobilenetv2.InvertedResidual) and \
+                module.use_res_connect:
+            return {"forward": residual.__get__(module), "canonizer_sum": ZennitSum()}
+        if isinstance(module, torchvision.models.MobileNetV2):
+            return {"forward": network.__get__(module), "canonizer_pool": nn.AdaptiveAvgPool2d(1)}
+        return None
+
+    return AttributeCanonizer(attributes)
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_equals_zennit() -> None:
+    """Depthwise convolutions, ReLU6 and BatchNorm chains, EpsilonGammaBox.
+
+    Zennit has no MobileNet canonizer; it gets its BatchNorm merge and the small one above.
+    """
+    from zennit.canonizers import SequentialMergeBatchNorm
+
+    torch.manual_seed(0)
+    model = randomise_batchnorm(torchvision.models.mobilenet_v2(weights=None, num_classes=10))
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    with untouched(model):
+        got = lumos.LRP(model, composites.EpsilonGammaBox(-3.0, 3.0)).attribute(x, target=[3])
+    composite = zennit_composites.EpsilonGammaBox(
+        low=-3.0, high=3.0, canonizers=[SequentialMergeBatchNorm(), mobilenet_canonizer()])
+    want = zennit_lrp(model, composite, x, [3])
+    assert float((got - want).abs().max() / want.abs().max()) < 1e-8
