@@ -19,13 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; prints the report's path on stdout."""
-    from lumos.cli import UserError
+    from lumos.commands import resolve_device
     from lumos.experiments.demo import DemoSettings, run_demo
 
-    if args.device != "cpu":
-        raise UserError("the demo runs on the CPU only; drop --device")
+    device = resolve_device(args.device)
     settings = DemoSettings.fast() if args.fast else DemoSettings()
-    command = "lumos demo" + (" --fast" if args.fast else "")
-    path = run_demo(args.out, settings, seed=args.seed, quiet=args.quiet, command=command)
+    command = ("lumos demo" + (" --fast" if args.fast else "")
+               + (f" --device {args.device}" if device.type != "cpu" else ""))
+    path = run_demo(args.out, settings, seed=args.seed, quiet=args.quiet, command=command,
+                    device=device)
     print(path)
     return 0

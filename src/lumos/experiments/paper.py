@@ -88,12 +88,21 @@ def _image_folders(name: str, root: Path, download: bool, cfg: dict[str, Any]) -
     return Data(train, test, list(train.classes), list(IMAGENET_MEAN), list(IMAGENET_STD))
 
 
-def _limit(split: Any, n: int) -> Any:
-    if not n:
+def _limit(split: Any, n: int, seed: int) -> Any:
+    """A seeded random ``n`` of ``split``'s samples (all of them when ``n`` is 0 or too big).
+
+    Random rather than a prefix: image folders are stored sorted by class, so the first ``n``
+    would hold one or two classes only. Random rather than strided: a stride can alias with a
+    split interleaved by class (every 10th of ``0, 1, ..., 9, 0, ...`` is one class).
+    """
+    total = len(split[0]) if isinstance(split, tuple) else len(split)
+    if not n or n >= total:
         return split
+    gen = torch.Generator().manual_seed(seed)
+    index = torch.randperm(total, generator=gen)[:n].sort().values
     if isinstance(split, tuple):
-        return split[0][:n], split[1][:n]
-    return torch.utils.data.Subset(split, range(min(n, len(split))))
+        return split[0][index], split[1][index]
+    return torch.utils.data.Subset(split, index.tolist())
 
 
 def _tensors(split: Any, n: int) -> tuple[Tensor, Tensor]:
@@ -124,7 +133,7 @@ def train_stage(name: str, d: Data, cfg: dict[str, Any], folder: Path, seed: int
         torch.manual_seed(seed)
         model = zoo.build(cfg["model"], **kwargs)
     progress.say(f"{name}: train: {cfg['model']} for {cfg['epochs']} epoch(s)")
-    history = fit(model, _limit(d.train, int(cfg["train_limit"])), None,
+    history = fit(model, _limit(d.train, int(cfg["train_limit"]), seed), None,
                   epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]),
                   lr=float(cfg["lr"]), seed=seed, progress=not progress.quiet,
                   augment=random_shift(int(cfg["shift"])) if cfg["shift"] else None,

@@ -66,11 +66,13 @@ def transform(clf: Classifier) -> Any:
     return eval_transform(clf.size, mean=clf.mean, std=clf.std)
 
 
-def photo_part(settings: Any, progress: Progress, summary: dict[str, str]) -> list[rp.Section]:
-    """Explain the photos of ``settings.photos`` with ``settings.photo_methods``."""
+def photo_part(settings: Any, progress: Progress, summary: dict[str, str],
+               device: str | torch.device = "cpu") -> list[rp.Section]:
+    """Explain the photos of ``settings.photos`` with ``settings.photo_methods`` on ``device``."""
     progress.say("loading EfficientNet-Lite0 (ImageNet weights)")
     clf = pretrained("efficientnet-lite0")
-    x = load_photos(list(settings.photos), clf)
+    clf.model.to(device)
+    x = load_photos(list(settings.photos), clf).to(device)
     pred, score = predict(clf.model, x)
     summary["photo model"] = (f"{clf.name}, ImageNet weights, "
                               f"{sum(p.numel() for p in clf.model.parameters()):,} parameters")

@@ -75,7 +75,7 @@ def _aopc(curve: Tensor) -> Tensor:
 def curves_figure(measured: Mapping[str, Measured], titles: Mapping[str, str],
                   order: str, caption: str) -> Figure:
     """Mean pixel-flipping curves (± one standard error) per method."""
-    series = {titles.get(k, k): (m.morf if order == "morf" else m.lerf).numpy()
+    series = {titles.get(k, k): (m.morf if order == "morf" else m.lerf).cpu().numpy()
               for k, m in measured.items()}
     png = plots.curves(series, xlabel="fraction of pixels removed",
                        ylabel="probability of the class",
@@ -115,7 +115,7 @@ def _layers_figure(r: Result) -> Figure:
     out = exp.output.double().abs().clamp_min(1e-12)
     names = list(exp.layers)
     ratios = torch.stack([exp.layers[n].double() / out for n in names], dim=1)
-    png = plots.curves({r.method.title: ratios.numpy()}, x=list(range(len(names))),
+    png = plots.curves({r.method.title: ratios.cpu().numpy()}, x=list(range(len(names))),
                        xlabel="layer (output → input)", ylabel="relevance sum / f_t(x)",
                        title="conservation per layer")
     return Figure(png, caption=f"{r.method.title}: relevance summed per layer relative to the "
