@@ -176,3 +176,13 @@ def test_method_keys_and_config_round_trip() -> None:
     assert config.loads(config.dumps(cfg)) == cfg
     merged = config.merge({"lr": 0.1, "n": 1}, {"lr": 1}, "t")
     assert merged == {"lr": 1.0, "n": 1} and isinstance(merged["lr"], float)
+
+
+@pytest.mark.parametrize("command", [["train", "--dataset", "mnist", "--out", "unused"],
+                                     ["evaluate"], ["explain", "a.png", "--model", "m.pt"]])
+def test_every_command_checks_its_device_first(command: list[str], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*command, "--device", "gpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'gpu' is not a torch device" in err[0]
+    assert not (tmp_path / "unused").exists()

@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     try:
+        from lumos.commands import resolve_device
+
+        resolve_device(args.device)  # one clear line for a device this machine lacks
         return int(args._run(args) or 0)
     except (UserError, FileNotFoundError) as err:
         print(f"lumos {args.command}: error: {err}", file=sys.stderr)
