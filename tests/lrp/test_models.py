@@ -1,5 +1,6 @@
 """Preparation on real architectures: torchvision VGG-16, ResNet-18/50, DenseNet-121,
-MobileNetV2, EfficientNet-Lite0 and a functional-ops model, all unchanged by the user.
+MobileNetV2, ShuffleNetV2, EfficientNet-Lite0 and a functional-ops model, all unchanged by the
+user.
 
 Each prepared copy must give the original's outputs (float64, 1e-10 relative) with only
 supported module types left, and, for the ReLU networks, LRP-0 everywhere must equal
@@ -28,10 +29,13 @@ CASES: dict[str, tuple[Callable[[], nn.Module], int]] = {
     "efficientnet_lite0": (efficientnet_lite0, 32),
     "resnet50": (lambda: torchvision_model("resnet50"), 32),
     "vgg16": (lambda: torchvision_model("vgg16"), 32),
+    # channel shuffle (view / transpose / reshape), chunk and concatenation
+    "shufflenet_v2": (lambda: torchvision_model("shufflenet_v2_x0_5"), 32),
 }
-HEAVY = {"mobilenet_v2", "densenet121", "efficientnet_lite0", "resnet50", "vgg16"}
+HEAVY = {"mobilenet_v2", "densenet121", "efficientnet_lite0", "resnet50", "vgg16",
+         "shufflenet_v2"}
 # ReLU networks (MobileNetV2 and EfficientNet-Lite0 use ReLU6, for which LRP-0 != Gradient x Input)
-RELU_NETS = ("resnet18", "functional", "densenet121", "resnet50", "vgg16")
+RELU_NETS = ("resnet18", "functional", "densenet121", "resnet50", "vgg16", "shufflenet_v2")
 
 
 def _params(names: tuple[str, ...] | list[str]) -> list[object]:
@@ -55,11 +59,15 @@ def test_prepared_copy_gives_the_same_outputs(case: tuple[str, nn.Module, torch.
         expected, got = model(x), gm(x)
     scale = expected.abs().max()
     assert (got - expected).abs().max() <= 1e-10 * scale, name
+    shapes: set[torch.fx.Node] = set()  # nodes computed from tensor shapes only
     for node in gm.graph.nodes:
         if node.op == "call_module":
             assert isinstance(gm.get_submodule(node.target), SUPPORTED), (name, node.target)
         if node.op in ("call_function", "call_method"):   # only shape arithmetic may remain
-            assert node.target in ("size", getattr), (name, node.target)
+            inputs = node.all_input_nodes
+            if node.target in ("size", getattr) or all(n in shapes for n in inputs):
+                shapes.add(node)
+            assert node in shapes, (name, node.target)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in gm.modules())
     user = {p.data_ptr() for p in model.parameters()} | {b.data_ptr() for b in model.buffers()}
     owned = {t.data_ptr() for t in [*gm.parameters(), *gm.buffers()]}
