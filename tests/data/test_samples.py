@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from lumos.data import mnist5k, photos
+from lumos.data import mnist5k, photos, samples
 from lumos.progress import Progress
 
 
@@ -59,3 +59,11 @@ def test_progress_bar_off_a_terminal_writes_one_line() -> None:
     sized = Progress(3 * 1024 * 1024, "f", bytes=True, initial=1024 * 1024, stream=io.StringIO())
     assert "1.0MiB/3.0MiB" in sized.line()
     assert "KiB" in Progress(None, bytes=True, initial=2048, stream=io.StringIO()).line()
+
+
+def test_mnist5k_parses_once_and_hands_out_copies() -> None:
+    first, _ = samples.mnist5k("all")
+    first.zero_()
+    again, labels = samples.mnist5k("all")
+    assert float(again.sum()) > 0 and len(labels) == 5000
+    assert samples._file_digits.cache_info().hits >= 1
