@@ -128,8 +128,20 @@ def runtime_figure(results: Mapping[str, Result], n: int, name: str) -> Figure:
     values = {r.method.title: r.seconds / max(1, n) for r in results.values()
               if r.explanation is not None}
     png = plots.bars(values, title=f"runtime per input ({name})", xlabel="seconds", log=True)
+    devices = sorted({r.device for r in results.values() if r.explanation is not None})
+    where = ", ".join(_device_name(d) for d in devices) or "cpu"
     return Figure(png, caption=f"Wall-clock seconds per input on this machine, {n} inputs, "
-                  f"{torch.get_num_threads()} CPU threads.")
+                  f"on {where}.")
+
+
+def _device_name(device: str) -> str:
+    """A device for a caption: the GPU's name, or the CPU with torch's thread count."""
+    kind = torch.device(device).type
+    if kind == "cpu":
+        return f"the CPU with {torch.get_num_threads()} torch threads"
+    if kind == "cuda" and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
 
 
 def versions() -> KeyValues:

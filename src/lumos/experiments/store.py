@@ -42,7 +42,8 @@ def save(folder: Path, tensors: dict[str, Tensor], results: dict[str, Result],
         flat[f"measure/{key}/lerf"] = m.lerf.contiguous()
     payload = save({k: v.detach().cpu() for k, v in flat.items()})
     write_bytes_atomic(payload, folder / "results.safetensors")
-    info = {"methods": {k: {"seconds": r.seconds, "error": r.error} for k, r in results.items()},
+    info = {"methods": {k: {"seconds": r.seconds, "error": r.error, "device": r.device}
+                        for k, r in results.items()},
             **meta}
     write_bytes_atomic(json.dumps(info, indent=1).encode(), folder / "results.json")
 
@@ -84,7 +85,7 @@ def _result(key: str, flat: dict[str, Tensor], info: dict[str, Any]) -> Result:
     layers = {k[len(prefix) + 5:]: v for k, v in sorted(flat.items()) if k.startswith(prefix)}
     assert fields["attribution"] is not None and fields["output"] is not None
     exp = Explanation(method=method.kind, layers=layers, **fields)  # type: ignore[arg-type]
-    return Result(method, exp, float(info["seconds"]))
+    return Result(method, exp, float(info["seconds"]), device=str(info.get("device", "cpu")))
 
 
 def finished(folder: Path, name: str, expected_hash: str) -> bool:

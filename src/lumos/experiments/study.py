@@ -55,6 +55,7 @@ class Result:
     explanation: Explanation | None = None
     seconds: float = math.nan
     error: str = ""
+    device: str = "cpu"  # where it ran (for the runtime caption)
 
 
 @dataclass
@@ -117,10 +118,19 @@ def explain_all(model: nn.Module, x: Tensor, target: Tensor, methods: Iterable[M
             results[method.key] = Result(method, error=reason)
             progress.say(f"skipped {method.title}: {reason}")
             continue
+        synchronize(x.device)  # GPU work is queued: wait for it before reading the clock
         seconds = time.perf_counter() - begin
-        results[method.key] = Result(method, _concat(parts), seconds)
+        results[method.key] = Result(method, _concat(parts), seconds, device=str(x.device))
         progress.say(f"{method.title}: {len(x)} inputs in {seconds:.2f} s")
     return results
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until the work queued on ``device`` is done (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def axiom_gap(exp: Explanation) -> Tensor | None:
