@@ -19,10 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; prints the report's path on stdout."""
-    from lumos.commands import resolve_device
+    import torch
+
     from lumos.experiments.demo import DemoSettings, run_demo
 
-    device = resolve_device(args.device)
+    device = torch.device(args.device)  # lumos.cli.main checked it can be used here
     settings = DemoSettings.fast() if args.fast else DemoSettings()
     command = ("lumos demo" + (" --fast" if args.fast else "")
                + (f" --device {args.device}" if device.type != "cpu" else ""))

@@ -28,7 +28,6 @@ from lumos.experiments.study import (
     predict,
     random_attribution,
 )
-from lumos.models.cnn import MnistCNN
 from lumos.viz import report as rp
 from lumos.viz.image import grid, heatmap, save_png, to_image
 
@@ -80,21 +79,11 @@ def train_mnist5k(settings: DemoSettings, seed: int, progress: Progress,
     """
     try:
         from lumos.models import zoo
-        from lumos.train import fit, random_shift
     except ImportError as err:
         raise MethodUnavailable(f"lumos's training code is not available ({err})") from err
-    from lumos.data.samples import mnist5k
-
-    recipe = zoo.MNIST5K_RECIPE
-    epochs = settings.epochs or int(recipe["epochs"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MnistCNN(**recipe["architecture"]["kwargs"])
-    x, y = mnist5k("train")
-    limit = settings.train_limit or len(x)
-    fit(model, (x[:limit], y[:limit]), None, epochs=epochs, batch_size=recipe["batch_size"],
-        lr=recipe["lr"], weight_decay=recipe["weight_decay"], seed=seed,
-        augment=random_shift(recipe["shift"]), progress=not progress.quiet, device=device)
+    epochs = settings.epochs or int(zoo.MNIST5K_RECIPE["epochs"])
+    model, _ = zoo.train_mnist5k_cnn(seed, epochs=epochs, limit=settings.train_limit,
+                                     progress=not progress.quiet, device=device)
     return model.eval(), epochs
 
 

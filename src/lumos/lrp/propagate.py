@@ -114,7 +114,7 @@ class RuleLayer:
         self._weights: dict[tuple[Any, float], Tensor] = {}
         self._plans: dict[bool, _Plan | None] = {}
         self._shifted: dict[float, Tensor] = {}
-        self._constants: dict[tuple[Any, ...], tuple[Tensor, Tensor]] = {}
+        self._constants: dict[Term, tuple[tuple[Any, ...], Tensor, Tensor]] = {}
 
     def __call__(self, x: Tensor, side: list[Tensor]) -> Tensor:
         out: Tensor = _RuleFunction.apply(self.op.pre(x), self, side, x.shape)
@@ -142,28 +142,26 @@ class RuleLayer:
             inp = _bound(value, raw_shape, like, term.inputs)
         return self.op.pre(inp)
 
-    def _term_input(self, term: Term, kind: str, x: Tensor, raw_shape: torch.Size) -> Tensor:
-        if kind == "x":
-            return x
+    @staticmethod
+    def _term_input(kind: str, x: Tensor) -> Tensor:
+        """The input of a term that reads the layer input (``x``, ``pos`` or ``neg``)."""
         if kind == "pos":
             return x.clamp(min=0)
-        if kind == "neg":
-            return x.clamp(max=0)
-        return self._const_input(term, raw_shape, x)
+        return x.clamp(max=0) if kind == "neg" else x
 
     def _constant_term(self, term: Term, raw_shape: torch.Size, like: Tensor
                        ) -> tuple[Tensor, Tensor]:
         """Input and signed output of a term that reads ones or a ZBox bound, cached."""
         bound = self.rule.low if term.inputs == "low" else self.rule.high
         version = bound._version if isinstance(bound, Tensor) else None
-        key = (term, tuple(raw_shape), like.dtype, like.device, version)
-        if key not in self._constants:
+        key = (tuple(raw_shape), like.dtype, like.device, version)
+        hit = self._constants.get(term)
+        if hit is None or hit[0] != key:  # one entry per term: the last input size
             inp = self._const_input(term, raw_shape, like)
             out = self.op.forward(inp, _weight(self.op, term.weight),
                                   self.op.param("bias", term.bias))
-            self._constants = {key: (inp, out if term.sign == 1.0 else out * term.sign),
-                               **{k: v for k, v in self._constants.items() if k[0] != term}}
-        return self._constants[key]
+            hit = self._constants[term] = (key, inp, out if term.sign == 1.0 else out * term.sign)
+        return hit[1], hit[2]
 
     def _decomposed(self, term: Term, z: Tensor, p: Tensor | None, x: Tensor) -> Tensor:
         """Term output as ``a z + c p + offset`` (inputs that equal ``x``)."""
@@ -213,7 +211,7 @@ class RuleLayer:
             elif kind in ("ones", "low", "high"):  # the same for every input: cached
                 inputs[term], out = self._constant_term(term, raw_shape, x)
             else:  # its own forward with modified inputs / weights
-                inputs[term] = inp = self._term_input(term, kind, x, raw_shape)
+                inputs[term] = inp = self._term_input(kind, x)
                 out = op.forward(inp, _weight(op, term.weight), op.param("bias", term.bias))
                 out = out if term.sign == 1.0 else out * term.sign
             prev = dens[term.group]
@@ -325,8 +323,7 @@ class RuleLayer:
                 if kind in ("x", "pos", "neg"):
                     if kind != "x":
                         grad = grad * (x > 0 if kind == "pos" else x < 0)
-                    # every product is a fresh tensor, computed before this loop
-                    grad_x = grad if grad_x is None else grad_x.add_(grad)
+                    grad_x = grad if grad_x is None else grad_x + grad
                 else:
                     part = inp * grad
                     side = part if side is None else side + part

@@ -17,13 +17,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from lumos.models.checkpoint import CheckpointError, load_checkpoint, read_tensors, save_checkpoint
 from lumos.models.cnn import MnistCNN, MnistMLP
+
+if TYPE_CHECKING:
+    from lumos.train import History
 
 #: The mnist-5k recipe: architecture keyword arguments and :func:`lumos.train.fit` settings.
 MNIST5K_RECIPE: dict[str, Any] = {
@@ -161,17 +164,36 @@ def recipe_key(recipe: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _train_mnist5k(seed: int, progress: bool) -> tuple[MnistCNN, dict[str, float]]:
+def train_mnist5k_cnn(seed: int = 0, *, epochs: int | None = None, limit: int = 0,
+                      progress: bool = False, device: str | torch.device = "cpu"
+                      ) -> tuple[MnistCNN, History]:
+    """Train a :class:`MnistCNN` with the mnist-5k recipe, now (no cache); on ``device``.
+
+    ``epochs`` (default: the recipe's) and ``limit`` (train on the first ``limit`` digits of the
+    class-interleaved split; 0: all) shorten the run. With neither, on the CPU, the weights are
+    those :func:`mnist5k_cnn` caches.
+    """
     from lumos.data.samples import mnist5k
-    from lumos.train import evaluate, fit, random_shift
+    from lumos.train import fit, random_shift
 
     r = MNIST5K_RECIPE
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MnistCNN(**r["architecture"]["kwargs"])
-    history = fit(model, mnist5k("train"), None, epochs=r["epochs"], batch_size=r["batch_size"],
+    x, y = mnist5k("train")
+    if limit:
+        x, y = x[:limit], y[:limit]
+    history = fit(model, (x, y), None, epochs=epochs or r["epochs"], batch_size=r["batch_size"],
                   lr=r["lr"], weight_decay=r["weight_decay"], seed=seed,
-                  augment=random_shift(r["shift"]), progress=progress)
+                  augment=random_shift(r["shift"]), progress=progress, device=device)
+    return model, history
+
+
+def _train_mnist5k(seed: int, progress: bool) -> tuple[MnistCNN, dict[str, float]]:
+    from lumos.data.samples import mnist5k
+    from lumos.train import evaluate
+
+    model, history = train_mnist5k_cnn(seed, progress=progress)
     test = evaluate(model, mnist5k("test"))
     return model, {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
                    "train_seconds": history.seconds}
