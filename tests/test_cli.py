@@ -178,11 +178,12 @@ def test_method_keys_and_config_round_trip() -> None:
     assert merged == {"lr": 1.0, "n": 1} and isinstance(merged["lr"], float)
 
 
-@pytest.mark.parametrize("command", [["train", "--dataset", "mnist", "--out", "unused"],
+@pytest.mark.parametrize("command", [["train", "--dataset", "mnist", "--out", "OUT"],
                                      ["evaluate"], ["explain", "a.png", "--model", "m.pt"]])
 def test_every_command_checks_its_device_first(command: list[str], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([*command, "--device", "gpu"]) == 2
+    out = tmp_path / "out"
+    assert main([str(out) if a == "OUT" else a for a in command] + ["--device", "gpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'gpu' is not a torch device" in err[0]
-    assert not (tmp_path / "unused").exists()
+    assert not out.exists()
