@@ -12,6 +12,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from lumos.errors import UserError
+
+__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
+
 # name of the sub-command -> module under lumos.commands
 COMMANDS: dict[str, str] = {
     "demo": "demo",
@@ -20,10 +24,6 @@ COMMANDS: dict[str, str] = {
     "reproduce": "reproduce",
     "train": "train",
 }
-
-
-class UserError(Exception):
-    """An expected failure the user can fix; printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
