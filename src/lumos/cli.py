@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "evaluate": "evaluate",
     "explain": "explain",
+    "explain-dataset": "explain_dataset",
     "reproduce": "reproduce",
     "train": "train",
 }
@@ -62,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from lumos.commands import resolve_device
 
-        resolve_device(args.device)  # one clear line for a device this machine lacks
+        if args.device is not None:  # None: the command picks (explain-dataset: per rank)
+            resolve_device(args.device)  # one clear line for a device this machine lacks
         return int(args._run(args) or 0)
     except (UserError, FileNotFoundError) as err:
         print(f"lumos {args.command}: error: {err}", file=sys.stderr)
