@@ -101,7 +101,8 @@ def _run(world: distributed.World, model_spec: str, data_spec: str, keys: list[s
     options = {m.key: _options(m.kind, ig) for m in parsed}
     settings = {"format": "lumos-store", "model": {**model_fp, "mean": clf.mean,
                                                    "std": clf.std, "input_size": clf.size},
-                "dataset": {"spec": data_spec, "split": source.split, "size": len(source),
+                "dataset": {"spec": "folder" if data_spec.startswith("folder:") else data_spec,
+                            "split": source.split, "size": len(source),
                             "classes": source.classes},
                 "data_fingerprint": source.fingerprint, "n": n, "target": target,
                 "dtype": dtype, "batch_size": batch_size, "shard_size": shard_size,
@@ -109,8 +110,11 @@ def _run(world: distributed.World, model_spec: str, data_spec: str, keys: list[s
     digest = keyed.settings_hash(settings)
     todo = shards.ranges(n, shard_size)
     message, pending = None, []
+    origin = {"model": model_spec, "weights": _absolute(weights), "dataset": _absolute_spec(
+        data_spec), "data_dir": _absolute(data_dir), "split": source.split}
     if world.is_main:
-        message, pending = _prepare(folder, settings, digest, todo, overwrite, world)
+        message, pending = _prepare(folder, {**settings, "source": origin}, digest, todo,
+                                    overwrite, world)
     message, pending = distributed.broadcast(world, (message, pending))
     if message:
         raise UserError(message)
@@ -122,6 +126,14 @@ def _run(world: distributed.World, model_spec: str, data_spec: str, keys: list[s
         _finish(folder, settings, digest, todo, parsed)
     distributed.barrier(world)
     return open_store(folder)
+
+
+def _absolute(path: Any) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def _absolute_spec(spec: str) -> str:
+    return f"folder:{Path(spec[7:]).resolve()}" if spec.startswith("folder:") else spec
 
 
 def _check_target(target: str | int, n_classes: int) -> str | int:
@@ -156,6 +168,7 @@ def _prepare(folder: Path, settings: dict[str, Any], digest: str, todo: list[sha
     if old is None and folder.is_dir() and any(folder.iterdir()) and not overwrite:
         return (f"--out {folder} is not empty and holds no lumos store; pick another folder "
                 "or pass --overwrite", [])
+    settings, origin = {k: v for k, v in settings.items() if k != "source"}, settings["source"]
     if old is not None and old.get(keyed.HASH_KEY) != digest:
         if not overwrite:
             return (f"--out {folder} holds a store made with other settings "
@@ -176,7 +189,8 @@ def _prepare(folder: Path, settings: dict[str, Any], digest: str, todo: list[sha
                  "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
                      timespec="seconds"), "shards_computed": len(pending)})
     keyed.write_record(folder / layout.MANIFEST, {
-        **settings, keyed.HASH_KEY: digest, "complete": False, "shards_total": len(todo),
+        **settings, "source": origin, keyed.HASH_KEY: digest, "complete": False,
+        "shards_total": len(todo),
         "shards_done": len(done), "runs": runs, "started_unix": time.time()})
     return None, pending
 
