@@ -88,7 +88,7 @@ def run_zennit(model: torch.nn.Module, folder: Path, out: Path, batch: int) -> f
                 with torch.no_grad():
                     logits = model(x)
                 onehot = torch.eye(1000)[logits.argmax(1)]
-                output, relevance = attributor(x, onehot * logits)
+                _, relevance = attributor(x, onehot * logits)
                 attr[at:at + len(x)] = relevance.numpy()
                 pred[at:at + len(x)] = logits.numpy()
                 label[at:at + len(x)] = y.numpy()

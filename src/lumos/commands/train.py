@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     """Train, evaluate on the test split, save the checkpoint; prints its path on stdout."""
     import torch
 
-    from lumos.errors import UserError
     from lumos.data import catalog
+    from lumos.errors import UserError
     from lumos.models import zoo
     from lumos.models.checkpoint import CheckpointError, save_checkpoint
     from lumos.train import evaluate, fit
@@ -114,8 +114,8 @@ def _settings(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, Any
 
 
 def _check_pairing(dataset: str, model_name: str, weights: Path | None) -> None:
-    from lumos.errors import UserError
     from lumos.data.catalog import GRAYSCALE
+    from lumos.errors import UserError
 
     small = model_name.startswith("mnist-")
     if small != (dataset in GRAYSCALE):
@@ -133,8 +133,8 @@ def _weights(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from lumos.errors import UserError
     from lumos.data import DatasetError, DownloadError, catalog
+    from lumos.errors import UserError
 
     root = args.data_dir or catalog.default_root()
     try:

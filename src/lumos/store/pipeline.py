@@ -25,7 +25,8 @@ from lumos.store.compute import Work, run_rank
 from lumos.store.reader import Store, open_store, read_manifest
 from lumos.store.sources import DataSource, default_split, load_data, load_model
 
-DTYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
+DTYPES: dict[str, np.dtype] = {"float32": np.dtype(np.float32),
+                               "float16": np.dtype(np.float16)}
 
 
 def explain_dataset(model: str, dataset: str, methods: Sequence[str],
@@ -109,7 +110,8 @@ def _run(world: distributed.World, model_spec: str, data_spec: str, keys: list[s
                 "methods": options, "lumos_version": _version()}
     digest = keyed.settings_hash(settings)
     todo = shards.ranges(n, shard_size)
-    message, pending = None, []
+    message: str | None = None
+    pending: list[shards.Range] = []
     origin = {"model": model_spec, "weights": _absolute(weights), "dataset": _absolute_spec(
         data_spec), "data_dir": _absolute(data_dir), "split": source.split}
     if world.is_main:
@@ -169,11 +171,10 @@ def _prepare(folder: Path, settings: dict[str, Any], digest: str, todo: list[sha
         return (f"--out {folder} is not empty and holds no lumos store; pick another folder "
                 "or pass --overwrite", [])
     settings, origin = {k: v for k, v in settings.items() if k != "source"}, settings["source"]
-    if old is not None and old.get(keyed.HASH_KEY) != digest:
-        if not overwrite:
-            return (f"--out {folder} holds a store made with other settings "
-                    f"({_difference(old, settings)}); rerun with the same settings to resume, "
-                    "or pass --overwrite to start afresh", [])
+    if old is not None and old.get(keyed.HASH_KEY) != digest and not overwrite:
+        return (f"--out {folder} holds a store made with other settings "
+                f"({_difference(old, settings)}); rerun with the same settings to resume, "
+                "or pass --overwrite to start afresh", [])
     if overwrite and (old is None or old.get(keyed.HASH_KEY) != digest):
         _wipe(folder)
         old = None
