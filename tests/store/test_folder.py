@@ -80,3 +80,21 @@ def test_bad_folders_one_line_each_nothing_lost(tmp_path: Path,
     assert code == 2 and "class folder 'e' holds no images" in err
     assert len(err.strip().splitlines()) == 1
     assert np.isfinite(store.arrays("gradient")["attribution"]).all()
+
+
+@pytest.mark.slow
+def test_train_on_a_grayscale_folder_then_explain_it(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    folder = make_folder(tmp_path / "f", per_class=10)
+    code = main(["train", "--dataset", f"folder:{folder}", "--out", str(tmp_path / "m"),
+                 "--epochs", "1", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    ckpt = tmp_path / "m" / "model.safetensors"
+    from lumos.models.checkpoint import read_meta
+
+    meta = read_meta(ckpt)
+    assert meta["classes"] == ["a", "b", "c"] and meta["input_size"] == 28
+    assert meta["normalization"] == {"mean": [0.0], "std": [1.0]}
+    store = lumos.explain_dataset(str(ckpt), f"folder:{folder}", ["gradient"],
+                                  tmp_path / "s", progress=False)
+    assert store.arrays(None)["data"].shape == (30, 1, 28, 28)
