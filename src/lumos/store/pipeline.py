@@ -21,7 +21,7 @@ import torch
 from lumos import distributed
 from lumos.errors import UserError
 from lumos.store import keyed, layout, shards
-from lumos.store.compute import Work, run_rank
+from lumos.store.compute import Work, attribute_only, run_rank
 from lumos.store.reader import Store, open_store, read_manifest
 from lumos.store.sources import DataSource, default_split, load_data, load_model
 
@@ -220,7 +220,8 @@ def _compute(world: distributed.World, folder: Path, clf: Any, source: DataSourc
     run = len((read_manifest(folder) or {}).get("runs", [])) or 1
     model = clf.model.to(world.device)
     domain = mt.Domain(clf.domain.low.to(world.device), clf.domain.high.to(world.device))
-    explainers = {m.key: mt.build(m, model, domain, options[m.key]) for m in parsed}
+    explainers = {m.key: attribute_only(m.key, model, domain.low, domain.high) if m.kind == "lrp"
+                  else mt.build(m, model, domain, options[m.key]) for m in parsed}
     if workers is None:
         from lumos.store.sources import TensorItems
 
