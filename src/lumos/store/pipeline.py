@@ -127,7 +127,9 @@ def _run(world: distributed.World, model_spec: str, data_spec: str, keys: list[s
     if world.is_main:
         _finish(folder, settings, digest, todo, parsed)
     distributed.barrier(world)
-    return open_store(folder)
+    store = open_store(folder)
+    store.computed = len(pending)
+    return store
 
 
 def _absolute(path: Any) -> str | None:
@@ -197,6 +199,10 @@ def _prepare(folder: Path, settings: dict[str, Any], digest: str, todo: list[sha
 
 
 def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Which settings differ, in words (a finished manifest's methods also hold file/seconds)."""
+    methods = old.get("methods")
+    if old.get("complete") and isinstance(methods, dict):
+        old = {**old, "methods": {k: v.get("options") for k, v in methods.items()}}
     changed = [k for k in new if k != "data_fingerprint" and old.get(k) != new[k]]
     if not changed and old.get("data_fingerprint") != new.get("data_fingerprint"):
         changed = ["dataset files"]
