@@ -281,5 +281,5 @@ def _finish(folder: Path, settings: dict[str, Any], digest: str, todo: list[shar
                         "seconds": round(seconds[k], 3)} for k in stems},
         "images_resized": sum(r["images_resized"] for r in records),
         "last_run_seconds": round(elapsed, 3),
-        "images_per_second": round(computed / elapsed, 2) if elapsed > 0 else None})
+        "images_per_second": round(computed / elapsed, 4) if elapsed > 0 else None})
     shutil.rmtree(folder / layout.SHARDS, ignore_errors=True)
