@@ -115,7 +115,8 @@ def _run(world: distributed.World, loaded: tuple[Any, dict[str, Any]], model_spe
                 "dataset": {"spec": "folder" if data_spec.startswith("folder:") else data_spec,
                             "split": source.split, "size": len(source),
                             "classes": source.classes},
-                "data_fingerprint": source.fingerprint, "n": n, "target": target,
+                "data_fingerprint": keyed.settings_hash(source.fingerprint), "n": n,
+                "target": target,
                 "dtype": dtype, "batch_size": batch_size, "shard_size": shard_size,
                 "methods": options, "lumos_version": _version()}
     digest = keyed.settings_hash(settings)
