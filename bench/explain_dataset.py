@@ -42,11 +42,14 @@ def make_folder(root: Path, n: int, size: int = 256) -> Path:
 
 
 def run_store(folder: Path, weights: Path, out: Path, batch: int) -> float:
+    import shutil
+
     import lumos
 
+    shutil.rmtree(out, ignore_errors=True)  # a fresh store each round (a finished one is reused)
     store = lumos.explain_dataset("resnet18", f"folder:{folder}", ["lrp:epsilon-plus"], out,
                                   weights=weights, batch_size=batch, shard_size=4 * batch,
-                                  overwrite=True, progress=False)
+                                  progress=False)
     return float(store.manifest["images_per_second"])
 
 
