@@ -33,6 +33,8 @@ from lumos.store.shards import Range
 #: the store then adds ``f_target(x)`` from the model's output and the conservation gap.
 ExplainFn = Callable[[Tensor, Tensor], "Explanation | Tensor"]
 _UNREADABLE = 2
+#: Key of the model's own forward pass (prediction and target) in a shard's timing.
+PREDICT = "(predict)"
 _RESIZED = 1
 
 
@@ -143,9 +145,11 @@ def _check_status(status: Tensor, rows: np.ndarray, describe: Callable[[int], st
 def _explain_batch(model: nn.Module, x: Tensor, y: Tensor, work: Work,
                    explainers: dict[str, ExplainFn], n_classes: int,
                    seconds: dict[str, float]) -> tuple[Tensor, dict[str, Explanation]]:
+    begin = time.perf_counter()
     with torch.no_grad():
         logits = model(x)
     target = _targets(work.target, logits, y, n_classes).to(x.device)
+    seconds[PREDICT] += time.perf_counter() - begin
     out = {}
     for key, fn in explainers.items():
         begin = time.perf_counter()
@@ -214,7 +218,7 @@ class _Shard:
 
     def __init__(self, rng: Range, keys: list[str]) -> None:
         self.rng, self.at = rng, rng[0]
-        self.seconds = dict.fromkeys(keys, 0.0)
+        self.seconds = dict.fromkeys([PREDICT, *keys], 0.0)
         self.resized = 0
         self.parts: dict[str, list[np.ndarray]] = {}
 

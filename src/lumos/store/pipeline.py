@@ -22,7 +22,7 @@ from torch import nn
 from lumos import distributed
 from lumos.errors import UserError
 from lumos.store import keyed, layout, shards
-from lumos.store.compute import Work, attribute_only, run_rank
+from lumos.store.compute import PREDICT, Work, attribute_only, run_rank
 from lumos.store.reader import Store, open_store, read_manifest
 from lumos.store.sources import DataSource, default_split, load_data, load_model, wrap_module
 
@@ -280,6 +280,7 @@ def _finish(folder: Path, settings: dict[str, Any], digest: str, todo: list[shar
         "shards_done": len(todo), "shards": records,
         "methods": {k: {"file": f"{stems[k]}.h5", "options": settings["methods"][k],
                         "seconds": round(seconds[k], 3)} for k in stems},
+        "predict_seconds": round(sum(r["seconds"].get(PREDICT, 0.0) for r in records), 3),
         "images_resized": sum(r["images_resized"] for r in records),
         "last_run_seconds": round(elapsed, 3),
         "images_per_second": round(computed / elapsed, 4) if elapsed > 0 else None})
