@@ -1,0 +1,204 @@
+"""Files of a store directory that SpRAy reads and writes (ViRelAy's HDF5 layouts).
+
+Read: ``DIR/<method-key>.h5`` with ``attribution (N, C, H, W)``, ``prediction (N, classes)``,
+``label (N,)`` and ``index (N,)`` (the sample's index in ``DIR/input.h5``), and
+``DIR/input.h5`` with ``data (N, C, H, W)`` and ``label (N,)``.
+
+Written: ``DIR/analysis-<method-key>.h5``, one group per analysed class (ViRelAy's analysis
+layout; the group is named by the class index)::
+
+    <class>/name                       "class 3" (or the class's name)
+    <class>/index (n,)                 sample indices (as in input.h5), the rows of everything
+    <class>/row (n,)                   rows of the method's file (lumos)
+    <class>/embedding/spectral/root    (n, E) eigenvectors of the normalised Laplacian
+    <class>/embedding/spectral/eigenvalue  (E,) their eigenvalues, ascending
+    <class>/embedding/tsne/root        (n, 2), base -> spectral  (umap likewise when installed)
+    <class>/clustering/kmeans-<k>/root (n,) labels, #clusters, base -> spectral,
+                                       prototype/average/root (k, H, W) cluster mean heatmaps
+    <class>/agreement/border_fraction  (n,) share of |relevance| on the image border (lumos)
+    <class>/agreement/rank_correlation/<other-key>  (n,) Spearman rho with the other method
+
+Attributes: ``eigengap_k`` on each class group; ``settings`` (JSON) and ``method`` on the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lumos.atomic import atomic_file
+
+RESERVED = ("input.h5",)
+ANALYSIS_PREFIX = "analysis-"
+
+
+class StoreError(ValueError):
+    """A store directory or file that SpRAy cannot use; the message says what is wrong."""
+
+
+def method_keys(directory: str | os.PathLike[str]) -> list[str]:
+    """The method keys with an attribution file in ``directory``, sorted."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise StoreError(f"{d} is not a directory")
+    return sorted(p.stem for p in d.glob("*.h5")
+                  if p.name not in RESERVED and not p.name.startswith(ANALYSIS_PREFIX)
+                  and not p.name.startswith("."))
+
+
+def attribution_path(directory: str | os.PathLike[str], key: str) -> Path:
+    """``DIR/<key>.h5``, checked to exist (the error lists the keys that do)."""
+    keys = method_keys(directory)
+    if key not in keys:
+        have = ", ".join(keys) or "none"
+        raise StoreError(f"no attributions for method {key!r} in {directory} (found: {have})")
+    return Path(directory) / f"{key}.h5"
+
+
+def analysis_path(directory: str | os.PathLike[str], key: str) -> Path:
+    """Where the analysis of method ``key`` goes: ``DIR/analysis-<key>.h5``."""
+    return Path(directory) / f"{ANALYSIS_PREFIX}{key}.h5"
+
+
+@dataclass
+class MethodFile:
+    """The per-sample arrays of one method's attribution file (attributions stay on disk)."""
+
+    path: Path
+    label: np.ndarray
+    index: np.ndarray
+    prediction: np.ndarray
+    shape: tuple[int, ...]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> MethodFile:
+        """Read the small arrays of ``path`` and check the layout."""
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                missing = [k for k in ("attribution", "label") if k not in f]
+                if missing:
+                    raise StoreError(f"{path} has no dataset {missing[0]!r} (not an "
+                                     "attribution file of a lumos store)")
+                shape = tuple(f["attribution"].shape)
+                n = shape[0]
+                label = np.asarray(f["label"][()]).astype(np.int64).reshape(n, -1)[:, 0]
+                index = (np.asarray(f["index"][()], dtype=np.int64) if "index" in f
+                         else np.arange(n))
+                pred = (np.asarray(f["prediction"][()], dtype=np.float32) if "prediction" in f
+                        else np.zeros((n, 0), np.float32))
+        except OSError as err:
+            raise StoreError(f"{path} cannot be read as HDF5 ({err})") from err
+        if len(shape) not in (3, 4) or len(index) != n or len(pred) != n:
+            raise StoreError(f"{path}: attribution {shape}, label, index and prediction "
+                             "do not describe the same samples")
+        return cls(Path(path), label, index, pred, shape)
+
+    def blocks(self, block: int = 2048) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row, (B, H, W) float32 maps with channels summed)`` over the whole file."""
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            ds = f["attribution"]
+            for start in range(0, self.shape[0], block):
+                a = np.asarray(ds[start:start + block], dtype=np.float32)
+                yield start, a.sum(axis=1) if a.ndim == 4 else a
+
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """Channel-summed maps of the given rows (any order), float32."""
+        import h5py
+
+        order = np.argsort(rows)
+        with h5py.File(self.path, "r") as f:
+            a = np.asarray(f["attribution"][rows[order]], dtype=np.float32)
+        a = a.sum(axis=1) if a.ndim == 4 else a
+        out = np.empty_like(a)
+        out[order] = a
+        return out
+
+
+def write_analysis(path: str | os.PathLike[str], method: str, settings: dict[str, Any],
+                   classes: dict[str, dict[str, Any]]) -> Path:
+    """Write an analysis file atomically; ``classes`` maps a group name to its arrays (see the
+    module docstring; keys ``name index row spectral eigenvalue tsne umap clusterings
+    prototypes eigengap_k agreement``)."""
+    import h5py
+
+    with atomic_file(path, "w+b") as handle, h5py.File(handle, "w") as f:
+        f.attrs["method"] = method
+        f.attrs["settings"] = json.dumps(settings)
+        for group, c in classes.items():
+            _write_class(f.create_group(group), c)
+    return Path(path)
+
+
+def _write_class(g: Any, c: dict[str, Any]) -> None:
+    g["name"] = c["name"]
+    g["index"] = np.asarray(c["index"], dtype=np.uint32)
+    g["row"] = np.asarray(c["row"], dtype=np.uint32)
+    g.attrs["eigengap_k"] = int(c["eigengap_k"])
+    emb = g.create_group("embedding")
+    spectral = emb.create_group("spectral")
+    spectral["name"] = "Spectral Embedding"
+    spectral["root"] = np.asarray(c["spectral"], dtype=np.float32)
+    spectral["eigenvalue"] = np.asarray(c["eigenvalue"], dtype=np.float32)
+    for key, title in (("tsne", "t-SNE"), ("umap", "UMAP")):
+        if c.get(key) is not None:
+            e = emb.create_group(key)
+            e["name"] = title
+            e["root"] = np.asarray(c[key], dtype=np.float32)
+            e["base"] = spectral.ref
+    clusters = g.create_group("clustering")
+    for k, labels in c["clusterings"].items():
+        cl = clusters.create_group(f"kmeans-{k}")
+        cl["name"] = f"k-means, {k} clusters" + (" (eigengap)" if k == c["eigengap_k"] else "")
+        cl["root"] = np.asarray(labels, dtype=np.uint32)
+        cl["#clusters"] = int(k)
+        cl["base"] = spectral.ref
+        proto = cl.create_group("prototype/average")
+        proto["name"] = "cluster mean heatmap"
+        proto["root"] = np.asarray(c["prototypes"][k], dtype=np.float32)
+    agree = g.create_group("agreement")
+    agree["border_fraction"] = np.asarray(c["agreement"]["border_fraction"], dtype=np.float32)
+    agree.attrs["border_width"] = int(c["agreement"]["border_width"])
+    ranks = agree.create_group("rank_correlation")
+    for other, rho in c["agreement"]["rank_correlation"].items():
+        ranks[other] = np.asarray(rho, dtype=np.float32)
+
+
+def read_analysis(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """An analysis file as ``{class group: {name, index, row, eigengap_k, eigenvalue,
+    embeddings {key: (n, 2+)}, clusterings {k: labels}, prototypes {k: (k, H, W)},
+    border_fraction, rank_correlation {other: rho}}}``."""
+    import h5py
+
+    out: dict[str, dict[str, Any]] = {}
+    with h5py.File(path, "r") as f:
+        for group, g in f.items():
+            emb = g["embedding"]
+            clusters = g["clustering"]
+            agree = g["agreement"]
+            out[group] = {
+                "name": _text(g["name"][()]), "index": g["index"][()], "row": g["row"][()],
+                "eigengap_k": int(g.attrs["eigengap_k"]),
+                "eigenvalue": emb["spectral/eigenvalue"][()],
+                "embeddings": {k: emb[k]["root"][()] for k in emb},
+                "clusterings": {int(k.split("-")[1]): clusters[k]["root"][()]
+                                for k in clusters},
+                "prototypes": {int(k.split("-")[1]): clusters[k]["prototype/average/root"][()]
+                               for k in clusters},
+                "border_fraction": agree["border_fraction"][()],
+                "rank_correlation": {k: v[()] for k, v in agree["rank_correlation"].items()},
+            }
+    return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
