@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "explain": "explain",
     "reproduce": "reproduce",
+    "serve": "serve",
+    "spray": "spray",
     "train": "train",
 }
 

@@ -72,7 +72,7 @@ def analyse(directory: str | os.PathLike[str], method: str, labels: Sequence[int
         raise layout.StoreError(f"class {small[0]} has {len(rows[small[0]])} heatmaps; SpRAy "
                                 "needs at least 4")
     total = int(sum(len(r) for r in rows.values()))
-    bar = Progress(2 * total + 4 * len(rows), f"spray {method}", enabled=progress)
+    bar = Progress(3 * total + 3 * len(rows), f"spray {method}", enabled=progress)
     features = _features(source, rows, s, bar)
     h, w = source.shape[-2:]
     width = border if border is not None else agreement.default_border((h, w))
