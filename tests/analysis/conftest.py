@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from storefix import planted, write_input, write_method
+from sprayfix import planted, write_input, write_method
 
 
 @pytest.fixture

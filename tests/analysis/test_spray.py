@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
-from storefix import planted
+from sprayfix import planted
 
 from lumos.analysis import SpraySettings, analyse, heatmap_features, spray
 from lumos.analysis.agreement import border_fraction, rank_correlation
