@@ -18,9 +18,11 @@ _LAZY: dict[str, str] = {
     "InputXGradient": "lumos.attribution.gradient",
     "SmoothGrad": "lumos.attribution.gradient",
     "LRP": "lumos.lrp.engine",
+    "explain_dataset": "lumos.store.pipeline",
+    "open_store": "lumos.store.reader",
 }
 
-_SUBMODULES = ("attribution", "lrp", "metrics", "data", "models", "viz", "experiments")
+_SUBMODULES = ("attribution", "lrp", "metrics", "data", "models", "viz", "experiments", "store")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
@@ -29,6 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover  (re-exported names for type checkers)
     from lumos.attribution.integrated import IntegratedGradients  # noqa: F401
     from lumos.explanation import Explanation  # noqa: F401
     from lumos.lrp.engine import LRP  # noqa: F401
+    from lumos.store.pipeline import explain_dataset  # noqa: F401
+    from lumos.store.reader import open_store  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

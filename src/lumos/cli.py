@@ -12,20 +12,21 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from lumos.errors import UserError
+
+__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
+
 # name of the sub-command -> module under lumos.commands
 COMMANDS: dict[str, str] = {
     "demo": "demo",
     "evaluate": "evaluate",
     "explain": "explain",
+    "explain-dataset": "explain_dataset",
     "reproduce": "reproduce",
     "serve": "serve",
     "spray": "spray",
     "train": "train",
 }
-
-
-class UserError(Exception):
-    """An expected failure the user can fix; printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from lumos.commands import resolve_device
 
-        resolve_device(args.device)  # one clear line for a device this machine lacks
+        if args.device is not None:  # None: the command picks (explain-dataset: per rank)
+            resolve_device(args.device)  # one clear line for a device this machine lacks
         return int(args._run(args) or 0)
     except (UserError, FileNotFoundError) as err:
         print(f"lumos {args.command}: error: {err}", file=sys.stderr)

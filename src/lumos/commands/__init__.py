@@ -11,12 +11,12 @@ if TYPE_CHECKING:
 def resolve_device(name: str) -> torch.device:
     """The torch device ``--device name`` asks for, checked to be usable on this machine.
 
-    Raises :class:`lumos.cli.UserError` with one line saying what is wrong (not a device name,
+    Raises :class:`lumos.errors.UserError` with one line saying what is wrong (not a device name,
     no CUDA or MPS here, no such CUDA index) instead of torch's error deep inside a run.
     """
     import torch
 
-    from lumos.cli import UserError
+    from lumos.errors import UserError
 
     try:
         device = torch.device(name)

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate; print the table on stdout (and write JSON / CSV when asked)."""
-    from lumos.cli import UserError
+    from lumos.errors import UserError
     from lumos.data.samples import mnist5k
     from lumos.metrics.evaluate import METRICS, evaluate
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _model(spec: str) -> Any:
-    from lumos.cli import UserError
+    from lumos.errors import UserError
 
     if spec == "mnist5k-cnn":
         from lumos.models.zoo import mnist5k_cnn
@@ -79,7 +79,7 @@ def _model(spec: str) -> Any:
 
 
 def _method(key: str, model: Any, seed: int) -> Any:
-    from lumos.cli import UserError
+    from lumos.errors import UserError
     from lumos.experiments import methods
     from lumos.metrics.evaluate import inverted, random_attribution
 

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Explain every image with every method; print one line per image and the page's path."""
-    from lumos.cli import UserError
+    from lumos.errors import UserError
     from lumos.experiments import explain_images, methods
 
     try:

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     """Train, evaluate on the test split, save the checkpoint; prints its path on stdout."""
     import torch
 
-    from lumos.cli import UserError
+    from lumos.errors import UserError
     from lumos.data import catalog
     from lumos.models import zoo
     from lumos.models.checkpoint import CheckpointError, save_checkpoint
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, Any]:
-    from lumos.cli import UserError
+    from lumos.errors import UserError
 
     out = {"epochs": args.epochs or recipe["epochs"],
            "batch_size": args.batch_size or recipe["batch_size"],
@@ -114,7 +114,7 @@ def _settings(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, Any
 
 
 def _check_pairing(dataset: str, model_name: str, weights: Path | None) -> None:
-    from lumos.cli import UserError
+    from lumos.errors import UserError
     from lumos.data.catalog import GRAYSCALE
 
     small = model_name.startswith("mnist-")
@@ -133,7 +133,7 @@ def _weights(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from lumos.cli import UserError
+    from lumos.errors import UserError
     from lumos.data import DatasetError, DownloadError, catalog
 
     root = args.data_dir or catalog.default_root()

@@ -25,11 +25,11 @@ def load_classifier(spec: str) -> Classifier:
 
     Raises
     ------
-    lumos.cli.UserError
+    lumos.errors.UserError
         One line saying what is wrong: missing file, damaged checkpoint, unknown name, weights
         not available offline.
     """
-    from lumos.cli import UserError
+    from lumos.errors import UserError
 
     path = Path(spec)
     if path.suffix in (".safetensors", ".pt", ".pth") or path.exists():
@@ -59,7 +59,7 @@ def load_classifier(spec: str) -> Classifier:
 
 
 def _checkpoint(path: Path) -> Classifier:
-    from lumos.cli import UserError
+    from lumos.errors import UserError
     from lumos.models.checkpoint import CheckpointError, load_checkpoint
 
     if not path.is_file():
@@ -82,7 +82,7 @@ def _n_outputs(model: torch.nn.Module, meta: dict[str, Any]) -> int:
 
 def load_images(paths: Sequence[Path], clf: Classifier) -> Tensor:
     """Read, convert (gray or RGB, as the model wants), resize and normalise the images."""
-    from lumos.cli import UserError
+    from lumos.errors import UserError
 
     batch = []
     for p in paths:

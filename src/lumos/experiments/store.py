@@ -7,7 +7,6 @@ finished when both exist and the hash matches the current configuration.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,14 @@ from lumos.atomic import write_bytes_atomic
 from lumos.experiments.methods import parse
 from lumos.experiments.study import Measured, Result
 from lumos.explanation import Explanation
+from lumos.store import keyed
 
 _FIELDS = ("attribution", "output", "target", "delta", "baseline_output", "n_steps", "converged")
 
 
 def config_hash(*parts: Any) -> str:
-    """Short stable hash of JSON-able configuration parts."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Short stable hash of JSON-able configuration parts (:func:`lumos.store.keyed`)."""
+    return keyed.settings_hash(*parts)
 
 
 def save(folder: Path, tensors: dict[str, Tensor], results: dict[str, Result],
@@ -59,10 +58,8 @@ def load(folder: Path, expected_hash: str) -> tuple[dict[str, Tensor], dict[str,
                                                      dict[str, Measured], dict[str, Any]] | None:
     """The finished stage in ``folder``, or ``None`` if absent or made with other settings."""
     info_path, data_path = folder / "results.json", folder / "results.safetensors"
-    if not (info_path.is_file() and data_path.is_file()):
-        return None
-    info = json.loads(info_path.read_text())
-    if info.get("config_hash") != expected_hash:
+    info = keyed.read_record(info_path)
+    if info is None or not data_path.is_file() or info.get(keyed.HASH_KEY) != expected_hash:
         return None
     from safetensors.torch import load_file
 
@@ -90,11 +87,5 @@ def _result(key: str, flat: dict[str, Tensor], info: dict[str, Any]) -> Result:
 
 def finished(folder: Path, name: str, expected_hash: str) -> bool:
     """Whether ``folder/name``'s JSON sidecar records ``expected_hash``."""
-    path = folder / name
-    if not path.is_file():
-        return False
-    try:
-        return json.loads(path.read_text()).get("config_hash") == expected_hash
-    except (OSError, ValueError):
-        return False
+    return keyed.finished(folder / name, expected_hash)
 

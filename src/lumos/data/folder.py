@@ -1,0 +1,166 @@
+"""``folder:DIR``: an ImageFolder layout (``DIR/<class>/*.png|jpg``) read with Pillow.
+
+Classes are the sub-folders in sorted order; files are sorted within each class. Each image is
+prepared for a model: a 1-channel model gets grayscale images resized to ``size x size`` (a
+folder of grayscale images stays one channel), a 3-channel model gets RGB images with the
+shorter side resized to ``size * 8 / 7`` and the centre ``size x size`` cut out, both
+normalised with the model's mean and std.
+
+Problems are reported, never papered over: no class folders, or a class folder with no images,
+is a :class:`~lumos.data.mnist.DatasetError` when the folder is opened; an image that cannot be
+decoded is reported by the sample's status (:data:`UNREADABLE`) so the caller can name the file
+(a worker process cannot raise a one-line error); an image of another size than the model's
+input is resized like every image and counted (status :data:`RESIZED`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from lumos.data.mnist import DatasetError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+OK, RESIZED, UNREADABLE = 0, 1, 2
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def scan(root: str | os.PathLike[str]) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Class names and ``(path, label)`` pairs of an ImageFolder tree, checked.
+
+    Raises
+    ------
+    DatasetError
+        ``root`` is not a folder, has no class folders, or a class folder holds no images.
+    """
+    folder = Path(root)
+    if not folder.is_dir():
+        raise DatasetError(f"folder:{folder}: not a folder")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DatasetError(f"folder:{folder}: no class folders; expected {folder}/<class>/*.png")
+    samples: list[tuple[Path, int]] = []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).iterdir()
+                       if p.is_file() and not p.name.startswith(".")
+                       and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise DatasetError(f"folder:{folder}: class folder {name!r} holds no images "
+                               f"({', '.join(IMAGE_EXTENSIONS[:3])}, ...); add images or "
+                               "remove the folder")
+        samples += [(p, label) for p in files]
+    return classes, samples
+
+
+class ImageFolder(Dataset):
+    """Images under ``root/<class>/``, prepared for a model; items ``(x, label, status)``.
+
+    Parameters
+    ----------
+    root:
+        The folder holding one sub-folder per class.
+    size:
+        Side of the square model input.
+    channels:
+        1 (grayscale) or 3 (RGB); default: what the first image is.
+    mean, std:
+        Per-channel normalisation of the ``[0, 1]`` pixels (default: none).
+    samples:
+        Use these ``(path, label)`` pairs instead of scanning ``root`` (a split of it).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], size: int, channels: int | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 samples: list[tuple[Path, int]] | None = None,
+                 classes: list[str] | None = None) -> None:
+        self.root = Path(root)
+        if samples is None or classes is None:
+            classes, samples = scan(self.root)
+        self.classes, self.samples = list(classes), list(samples)
+        self.size = int(size)
+        self.channels = channels or detect_channels(self.samples[0][0])
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        self.mean = list(mean) if mean is not None else [0.0] * self.channels
+        self.std = list(std) if std is not None else [1.0] * self.channels
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"mean and std need {self.channels} values each")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int, int]:
+        path, label = self.samples[i]
+        try:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                image.load()
+                x, resized = self._prepare(image)
+        except Exception:  # any decoder error: reported by status, named by the caller
+            return torch.zeros(self.channels, self.size, self.size), label, UNREADABLE
+        return x, label, RESIZED if resized else OK
+
+    def _prepare(self, image: Any) -> tuple[Tensor, bool]:
+        from lumos.data.transforms import CenterCrop, Resize, to_tensor
+
+        resized = image.size != (self.size, self.size)
+        if self.channels == 1:
+            gray = image.convert("L")
+            x = to_tensor(gray)
+            if resized:
+                x = Resize((self.size, self.size))(x)
+        else:
+            x = to_tensor(image.convert("RGB"))
+            if resized:
+                x = CenterCrop(self.size)(Resize(round(self.size * 8 / 7))(x))
+        mean = torch.tensor(self.mean).view(-1, 1, 1)
+        std = torch.tensor(self.std).view(-1, 1, 1)
+        return (x - mean) / std, resized
+
+    def describe(self, i: int) -> str:
+        """The file behind sample ``i`` (for error messages)."""
+        return str(self.samples[i][0])
+
+    def fingerprint(self) -> list[Any]:
+        """What identifies the folder's content for resuming: classes and relative file names."""
+        names = [str(p.relative_to(self.root)) for p, _ in self.samples]
+        return [self.classes, len(names), names]
+
+
+def detect_channels(path: Path) -> int:
+    """1 for a grayscale image file, 3 for anything else (or for a file that cannot be read)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return 1 if image.mode in _GRAY_MODES else 3
+    except Exception:
+        return 3
+
+
+def split_samples(root: Path) -> dict[str, tuple[list[str], list[tuple[Path, int]]]]:
+    """Splits of a folder: ``train``/``val``/``test`` sub-trees when it has them, else ``all``.
+
+    With ``DIR/train/<class>/`` and ``DIR/val/`` (or ``DIR/test/``) those are the splits; any
+    other folder is one split, ``all``, and ``train``/``test`` are a strided 90/10 cut of it
+    (every 10th image is a test image).
+    """
+    subs = {s for s in ("train", "val", "test") if (root / s).is_dir()}
+    if "train" in subs and subs & {"val", "test"}:
+        out = {s: scan(root / s) for s in sorted(subs)}
+        held = out.get("test") or out["val"]
+        out.setdefault("test", held)
+        return out
+    classes, samples = scan(root)
+    idx = np.arange(len(samples))
+    test = [samples[i] for i in idx[idx % 10 == 9]]
+    train = [samples[i] for i in idx[idx % 10 != 9]]
+    return {"all": (classes, samples), "train": (classes, train), "test": (classes, test)}

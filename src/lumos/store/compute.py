@@ -1,0 +1,230 @@
+"""The work of one rank: load its shards' batches, explain them, hand finished shards to a
+background writer (so HDF5 I/O overlaps the next shard's compute).
+
+Batches never straddle a shard boundary, so a sample lands in the same batch whichever rank
+computes its shard and however often the run was interrupted: the stored numbers do not depend
+on the number of processes or on resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Sampler
+
+from lumos.errors import UserError
+from lumos.explanation import Explanation
+from lumos.progress import Progress
+from lumos.store import layout, shards
+from lumos.store.shards import Range
+
+ExplainFn = Callable[[Tensor, Tensor], Explanation]
+_UNREADABLE = 2
+_RESIZED = 1
+
+
+@dataclass
+class Work:
+    """What one rank computes and how (everything but the data and the model)."""
+
+    folder: Path
+    mine: list[Range]
+    batch_size: int
+    target: str | int
+    dtype: np.dtype
+    stems: dict[str, str]
+    attrs: dict[str, Any]
+    device: torch.device
+    workers: int
+    progress: bool
+    describe: Callable[[int], str] = field(default=lambda i: f"sample {i}")
+
+
+class ShardBatches(Sampler[list[int]]):
+    """Index batches of ``batch_size`` that restart at every shard's start."""
+
+    def __init__(self, mine: Sequence[Range], batch_size: int) -> None:
+        self.batches = [list(range(a, min(a + batch_size, stop)))
+                        for start, stop in mine for a in range(start, stop, batch_size)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class ShardWriter:
+    """Writes finished shards on a background thread, at most two waiting in memory."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[Path, dict[str, Any], dict[str, Any]] | None] = \
+            queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="lumos-shard-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, path: Path, groups: dict[str, Any], attrs: dict[str, Any]) -> None:
+        """Queue a shard (blocks while two are waiting); re-raises an earlier write error."""
+        self._check()
+        self._queue.put((path, groups, attrs))
+
+    def close(self) -> None:
+        """Wait for every queued shard to be on disk; re-raises a write error."""
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    layout.write_shard(*item)
+                except BaseException as err:  # surfaced on the next submit / close
+                    self._error = err
+
+
+def run_rank(work: Work, model: nn.Module, dataset: Any, explainers: dict[str, ExplainFn],
+             n_classes: int) -> int:
+    """Compute and write this rank's shards; returns the number of samples explained."""
+    loader = DataLoader(dataset, batch_sampler=ShardBatches(work.mine, work.batch_size),
+                        num_workers=work.workers, pin_memory=work.device.type == "cuda")
+    total = sum(b - a for a, b in work.mine)
+    writer = ShardWriter()
+    bar = Progress(total, "explain-dataset", enabled=work.progress)
+    bounds = iter(work.mine)
+    current = _Shard(next(bounds, (0, 0)), list(explainers))
+    try:
+        for x, y, status in loader:
+            rows = np.arange(current.at, current.at + len(x))
+            _check_status(status, rows, work.describe)
+            x = x.to(work.device, non_blocking=True)
+            current.add(x, y, rows, _explain_batch(model, x, y, work, explainers, n_classes,
+                                                   current.seconds), work.dtype)
+            current.resized += int((status == _RESIZED).sum())
+            bar.update(len(x))
+            if current.at == current.rng[1]:
+                writer.submit(shards.path(work.folder, current.rng),
+                              current.groups(work.stems), current.attrs(work.attrs))
+                current = _Shard(next(bounds, (0, 0)), list(explainers))
+    finally:
+        bar.close()
+        writer.close()
+    return total
+
+
+def _check_status(status: Tensor, rows: np.ndarray, describe: Callable[[int], str]) -> None:
+    bad = (status == _UNREADABLE).nonzero()
+    if len(bad):
+        i = int(rows[int(bad[0])])
+        raise UserError(f"cannot read image {describe(i)} (dataset position {i}): not a valid "
+                        "image file; replace it and rerun the same command (finished shards "
+                        "are kept)")
+
+
+def _explain_batch(model: nn.Module, x: Tensor, y: Tensor, work: Work,
+                   explainers: dict[str, ExplainFn], n_classes: int,
+                   seconds: dict[str, float]) -> tuple[Tensor, dict[str, Explanation]]:
+    with torch.no_grad():
+        logits = model(x)
+    target = _targets(work.target, logits, y, n_classes).to(x.device)
+    out = {}
+    for key, fn in explainers.items():
+        begin = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # per-sample convergence is stored, not warned
+            out[key] = _fitted(fn, x, target).detach()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        seconds[key] += time.perf_counter() - begin
+    return logits, out
+
+
+def _targets(target: str | int, logits: Tensor, y: Tensor, n_classes: int) -> Tensor:
+    if target == "predicted":
+        return logits.argmax(1)
+    if target == "label":
+        return y.long()
+    return torch.full((len(logits),), int(target), dtype=torch.long)
+
+
+def _fitted(fn: ExplainFn, x: Tensor, t: Tensor) -> Explanation:
+    """``fn(x, t)``, halving the batch on a CUDA out-of-memory error until it fits."""
+    try:
+        return fn(x, t)
+    except torch.cuda.OutOfMemoryError:
+        if len(x) == 1:
+            raise
+        torch.cuda.empty_cache()
+        h = len(x) // 2
+        parts = [_fitted(fn, x[:h], t[:h]).detach(), _fitted(fn, x[h:], t[h:]).detach()]
+        return _concat(parts)
+
+
+def _concat(parts: list[Explanation]) -> Explanation:
+    fields = ("attribution", "output", "target", "delta", "baseline_output", "n_steps",
+              "converged")
+    joined = {f: torch.cat([getattr(p, f) for p in parts]) for f in fields
+              if getattr(parts[0], f) is not None}
+    return Explanation(method=parts[0].method, **joined)
+
+
+class _Shard:
+    """The growing arrays of the shard being computed."""
+
+    def __init__(self, rng: Range, keys: list[str]) -> None:
+        self.rng, self.at = rng, rng[0]
+        self.seconds = dict.fromkeys(keys, 0.0)
+        self.resized = 0
+        self.parts: dict[str, list[np.ndarray]] = {}
+
+    def _put(self, name: str, value: Tensor | np.ndarray) -> None:
+        array = value.detach().cpu().numpy() if isinstance(value, Tensor) else value
+        self.parts.setdefault(name, []).append(array)
+
+    def add(self, x: Tensor, y: Tensor, rows: np.ndarray,
+            result: tuple[Tensor, dict[str, Explanation]], dtype: np.dtype) -> None:
+        logits, exps = result
+        self._put("input/data", x.float())
+        self._put("label", y.numpy().astype(np.uint32))
+        self._put("index", rows.astype(np.uint32))
+        self._put("prediction", logits.float())
+        for key, exp in exps.items():
+            self._put(f"{key}/attribution", exp.attribution.cpu().numpy().astype(dtype))
+            for f in layout.CHECK_FIELDS:
+                value = getattr(exp, f)
+                if value is not None:
+                    self._put(f"{key}/{f}", value.float() if value.is_floating_point()
+                              else value)
+        self.at += len(x)
+
+    def groups(self, stems: dict[str, str]) -> dict[str, dict[str, np.ndarray]]:
+        cat = {k: np.concatenate(v) for k, v in self.parts.items()}
+        common = {"index": cat["index"], "label": cat["label"], "prediction": cat["prediction"]}
+        out = {layout.INPUT: {"data": cat["input/data"], "label": cat["label"],
+                              "index": cat["index"]}}
+        for key, stem in stems.items():
+            own = {k.split("/", 1)[1]: v for k, v in cat.items() if k.startswith(f"{key}/")}
+            out[stem] = {"index": common["index"], "attribution": own.pop("attribution"),
+                         "label": common["label"], "prediction": common["prediction"], **own}
+        return out
+
+    def attrs(self, common: dict[str, Any]) -> dict[str, Any]:
+        return {**common, "start": self.rng[0], "stop": self.rng[1],
+                "seconds": json.dumps(self.seconds), "images_resized": self.resized}
