@@ -1,10 +1,12 @@
 """Files of a store directory that SpRAy reads and writes (ViRelAy's HDF5 layouts).
 
-Read: ``DIR/<method-key>.h5`` with ``attribution (N, C, H, W)``, ``prediction (N, classes)``,
-``label (N,)`` and ``index (N,)`` (the sample's index in ``DIR/input.h5``), and
-``DIR/input.h5`` with ``data (N, C, H, W)`` and ``label (N,)``.
+Read (the store of ``lumos explain-dataset``, docs/store.md): the method's file named in
+``DIR/manifest.json`` (``DIR/<method-key>.h5`` in a folder without a manifest), with
+``attribution (N, C, H, W)``, ``prediction (N, classes)``, ``label (N,)`` and ``index (N,)``
+(the sample's position in the dataset), and
+``DIR/input.h5`` with ``data (N, C, H, W)``, ``label (N,)`` and ``index (N,)``.
 
-Written: ``DIR/analysis-<method-key>.h5``, one group per analysed class (ViRelAy's analysis
+Written: ``DIR/analysis-<stem>.h5``, one group per analysed class (ViRelAy's analysis
 layout; the group is named by the class index)::
 
     <class>/name                       "class 3" (or the class's name)
@@ -33,37 +35,51 @@ from typing import Any
 import numpy as np
 
 from lumos.atomic import atomic_file
+from lumos.store.layout import method_stem
+from lumos.store.reader import StoreError, read_manifest
 
-RESERVED = ("input.h5",)
 ANALYSIS_PREFIX = "analysis-"
 
 
-class StoreError(ValueError):
-    """A store directory or file that SpRAy cannot use; the message says what is wrong."""
+def _manifest_methods(directory: Path) -> dict[str, str] | None:
+    """``{method key: file name}`` from ``DIR/manifest.json``, or None without a manifest."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        return None
+    try:
+        return {str(k): str(v["file"]) for k, v in manifest["methods"].items()}
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 def method_keys(directory: str | os.PathLike[str]) -> list[str]:
-    """The method keys with an attribution file in ``directory``, sorted."""
+    """The method keys with an attribution file in ``directory``: the manifest's (in its
+    order) when there is one, else the stems of the ``*.h5`` files, sorted."""
     d = Path(directory)
     if not d.is_dir():
         raise StoreError(f"{d} is not a directory")
+    listed = _manifest_methods(d)
+    if listed is not None:
+        return [k for k, name in listed.items() if (d / name).is_file()]
     return sorted(p.stem for p in d.glob("*.h5")
-                  if p.name not in RESERVED and not p.name.startswith(ANALYSIS_PREFIX)
+                  if p.name != "input.h5" and not p.name.startswith(ANALYSIS_PREFIX)
                   and not p.name.startswith("."))
 
 
 def attribution_path(directory: str | os.PathLike[str], key: str) -> Path:
-    """``DIR/<key>.h5``, checked to exist (the error lists the keys that do)."""
+    """The attribution file of method ``key``, checked to exist (the error lists the keys)."""
     keys = method_keys(directory)
     if key not in keys:
         have = ", ".join(keys) or "none"
         raise StoreError(f"no attributions for method {key!r} in {directory} (found: {have})")
-    return Path(directory) / f"{key}.h5"
+    listed = _manifest_methods(Path(directory))
+    return Path(directory) / (listed[key] if listed else f"{key}.h5")
 
 
 def analysis_path(directory: str | os.PathLike[str], key: str) -> Path:
-    """Where the analysis of method ``key`` goes: ``DIR/analysis-<key>.h5``."""
-    return Path(directory) / f"{ANALYSIS_PREFIX}{key}.h5"
+    """Where the analysis of method ``key`` goes: ``DIR/analysis-<stem>.h5`` (the stem as in
+    the store: ``lrp:epsilon-plus`` -> ``lrp-epsilon-plus``)."""
+    return Path(directory) / f"{ANALYSIS_PREFIX}{method_stem(key)}.h5"
 
 
 @dataclass

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; prints the page's address."""
     from lumos.analysis.layout import StoreError
-    from lumos.cli import UserError
+    from lumos.errors import UserError
     from lumos.explorer.data import StoreView
     from lumos.explorer.server import PortBusy, make_server
 

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     """Analyse; print a summary per class and the analysis file's path."""
     from lumos.analysis import SpraySettings, analyse
     from lumos.analysis.layout import StoreError
-    from lumos.cli import UserError
+    from lumos.errors import UserError
 
     try:
         counts = tuple(int(c) for c in args.clusters.split(",") if c.strip())

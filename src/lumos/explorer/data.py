@@ -57,9 +57,21 @@ class StoreView:
                                     f"{directory} --method K` first")
         self.names = class_names(self.directory) or []
         self._input = self.directory / "input.h5"
+        self._input_rows = self._read_input_rows()
         self._rows = {k: {int(i): r for r, i in enumerate(m.index)}
                       for k, m in self.methods.items()}
         self._analysis = lru_cache(maxsize=8)(self._read_analysis)
+
+    def _read_input_rows(self) -> dict[int, int] | None:
+        """``{sample index: row}`` of ``input.h5`` (None: rows are the sample indices)."""
+        import h5py
+
+        if not self._input.is_file():
+            return None
+        with h5py.File(self._input, "r") as f:
+            if "index" not in f:
+                return None
+            return {int(i): r for r, i in enumerate(f["index"][()])}
 
     def _read_analysis(self, key: str) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -139,11 +151,12 @@ class StoreView:
 
         if not self._input.is_file():
             raise NotFound("the store has no input.h5")
+        row = sample if self._input_rows is None else self._input_rows.get(sample, -1)
         with self._lock, h5py.File(self._input, "r") as f:
             data = f["data"]
-            if not 0 <= sample < data.shape[0]:
+            if not 0 <= row < data.shape[0]:
                 raise NotFound(f"no input sample {sample}")
-            x = np.asarray(data[sample], dtype=np.float64)
+            x = np.asarray(data[row], dtype=np.float64)
         lo, hi = float(x.min()), float(x.max())
         if lo < 0.0 or hi > 1.0:  # normalised inputs: stretch to [0, 1] for the eye
             x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
