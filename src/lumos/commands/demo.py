@@ -47,7 +47,7 @@ def _clever_hans(args: argparse.Namespace, device: torch.device) -> int:
     """``lumos demo --clever-hans``: print the adjusted Rand index per method and the page."""
     from lumos.experiments.clever_hans import CleverHansSettings, run_clever_hans
 
-    settings = CleverHansSettings(epochs=4) if args.fast else CleverHansSettings()
+    settings = CleverHansSettings(epochs=3) if args.fast else CleverHansSettings()
     result = run_clever_hans(args.out, settings, seed=args.seed, quiet=args.quiet,
                              device=device)
     acc = result["accuracy"]
