@@ -147,10 +147,12 @@ def truth(folder: Path, class_name: str) -> np.ndarray:
 
 
 def spray_folder(checkpoint: Path, folder: Path, store: Path, class_name: str,
-                 methods: tuple[str, ...], ig: dict[str, Any], quiet: bool = False,
-                 device: str | torch.device | None = None) -> dict[str, Any]:
+                 marked: np.ndarray, methods: tuple[str, ...], ig: dict[str, Any],
+                 quiet: bool = False, device: str | torch.device | None = None
+                 ) -> dict[str, Any]:
     """The pipeline: ``folder:DIR`` explained into a store, SpRAy on one class per method,
-    the adjusted Rand index of each eigengap clustering against the marks, a static page."""
+    the adjusted Rand index of each eigengap clustering against ``marked`` (which of the
+    class's images, in the folder's sorted order, carry the mark), a static page."""
     from sklearn.metrics import adjusted_rand_score
 
     from lumos.analysis import analyse
@@ -163,7 +165,6 @@ def spray_folder(checkpoint: Path, folder: Path, store: Path, class_name: str,
 
     with open_store(store) as st:
         label = st.classes.index(class_name)
-    marked = truth(folder, class_name)
     found: dict[str, Any] = {}
     for key in methods:
         _, (a,) = analyse(store, key, [label], compare=list(methods), progress=not quiet)
@@ -199,7 +200,8 @@ def run_clever_hans(out: Path, s: CleverHansSettings | None = None, seed: int = 
     checkpoint = save_model(model, out / "model.safetensors", s)
     accuracy = _held_out(model, s, device)
     folder = write_folder(out / "digits", *explained_digits(s, x, y, marked, seed))
-    result = spray_folder(checkpoint, folder, out / "store", str(s.digit), s.methods,
+    result = spray_folder(checkpoint, folder, out / "store", str(s.digit),
+                          truth(folder, str(s.digit)), s.methods,
                           {"tolerance": s.ig_tolerance, "max_steps": s.ig_max_steps}, quiet,
                           device)
     result.update({"settings": _plain(asdict(s)), "seed": seed, "accuracy": accuracy,
