@@ -62,13 +62,16 @@ def test_analyse_writes_virelay_layout_and_compares_methods(store: tuple[Path, n
         assert np.nanmean(a.rank_correlation["lrp"]) > 0.5
     with h5py.File(path, "r") as f:
         g = f["3"]
-        assert g["embedding/spectral/root"].shape == (90, 32)
-        assert g["embedding/spectral/eigenvalue"].shape == (32,)
-        assert g["embedding/tsne/root"].shape == (90, 2)
-        assert f[g["embedding/tsne/base"][()]].name == "/3/embedding/spectral"
+        assert g["index"].dtype == np.uint32 and g["index"].shape == (90,)
+        assert g["embedding/spectral"].shape == (90, 32)
+        assert g["embedding/spectral"].attrs["eigenvalue"].shape == (32,)
+        assert g["embedding/tsne"].shape == (90, 2)
+        assert g["embedding/tsne"].attrs["embedding"] == "spectral"
         k = int(g.attrs["eigengap_k"])
-        cl = g[f"clustering/kmeans-{k}"]
-        assert cl["#clusters"][()] == k and cl["prototype/average/root"].shape == (k, 24, 24)
+        assert set(g["cluster"]) == {"kmeans-02", "kmeans-03", "kmeans-04"}
+        cl = g[f"cluster/kmeans-{k:02d}"]
+        assert cl.shape == (90,) and cl.attrs["k"] == k and cl.attrs["embedding"] == "spectral"
+        assert g[f"prototype/kmeans-{k:02d}"].shape == (k, 24, 24)
     back = read_analysis(path)
     assert set(back) == {"3", "5"} and back["5"]["index"].tolist() == list(range(90, 150))
     # prototypes are the cluster means of the channel-summed heatmaps

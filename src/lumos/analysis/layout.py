@@ -6,18 +6,22 @@ Read (the store of ``lumos explain-dataset``, docs/store.md): the method's file 
 (the sample's position in the dataset), and
 ``DIR/input.h5`` with ``data (N, C, H, W)``, ``label (N,)`` and ``index (N,)``.
 
-Written: ``DIR/analysis-<stem>.h5``, one group per analysed class (ViRelAy's analysis
-layout; the group is named by the class index)::
+Written: ``DIR/analysis-<stem>.h5``, one group per analysed class (named by the class index),
+in the analysis layout of ViRelAy's user guide ("How to create a project")::
 
-    <class>/name                       "class 3" (or the class's name)
-    <class>/index (n,)                 sample indices (as in input.h5), the rows of everything
-    <class>/row (n,)                   rows of the method's file (lumos)
-    <class>/embedding/spectral/root    (n, E) eigenvectors of the normalised Laplacian
-    <class>/embedding/spectral/eigenvalue  (E,) their eigenvalues, ascending
-    <class>/embedding/tsne/root        (n, 2), base -> spectral  (umap likewise when installed)
-    <class>/clustering/kmeans-<k>/root (n,) labels, #clusters, base -> spectral,
-                                       prototype/average/root (k, H, W) cluster mean heatmaps
-    <class>/agreement/border_fraction  (n,) share of |relevance| on the image border (lumos)
+    <class>/index (n,)                 sample indices (as in the store), the rows of everything
+    <class>/embedding/spectral (n, E)  eigenvectors of the normalised Laplacian, with the
+                                       attribute ``eigenvalue`` (E,), ascending
+    <class>/embedding/tsne (n, 2)      attributes ``embedding`` = "spectral" and ``index`` (the
+                                       spectral dimensions it was computed from); umap likewise
+    <class>/cluster/kmeans-<kk> (n,)   k-means labels (kk two digits), attributes ``embedding``,
+                                       ``k`` and ``index`` (the eigenvectors clustered)
+
+and, for lumos (ViRelAy reads only the keys above)::
+
+    <class>/name, <class>/row (n,)     the class's name; rows of the method's attribution file
+    <class>/prototype/kmeans-<kk>      (k, H, W) the cluster mean heatmaps
+    <class>/agreement/border_fraction  (n,) share of |relevance| on the image border
     <class>/agreement/rank_correlation/<other-key>  (n,) Spearman rho with the other method
 
 Attributes: ``eigengap_k`` on each class group; ``settings`` (JSON) and ``method`` on the file.
@@ -160,33 +164,33 @@ def _write_class(g: Any, c: dict[str, Any]) -> None:
     g["index"] = np.asarray(c["index"], dtype=np.uint32)
     g["row"] = np.asarray(c["row"], dtype=np.uint32)
     g.attrs["eigengap_k"] = int(c["eigengap_k"])
+    spectral = np.asarray(c["spectral"], dtype=np.float32)
     emb = g.create_group("embedding")
-    spectral = emb.create_group("spectral")
-    spectral["name"] = "Spectral Embedding"
-    spectral["root"] = np.asarray(c["spectral"], dtype=np.float32)
-    spectral["eigenvalue"] = np.asarray(c["eigenvalue"], dtype=np.float32)
-    for key, title in (("tsne", "t-SNE"), ("umap", "UMAP")):
+    emb["spectral"] = spectral
+    emb["spectral"].attrs["eigenvalue"] = np.asarray(c["eigenvalue"], dtype=np.float32)
+    for key in ("tsne", "umap"):
         if c.get(key) is not None:
-            e = emb.create_group(key)
-            e["name"] = title
-            e["root"] = np.asarray(c[key], dtype=np.float32)
-            e["base"] = spectral.ref
-    clusters = g.create_group("clustering")
+            emb[key] = np.asarray(c[key], dtype=np.float32)
+            emb[key].attrs["embedding"] = "spectral"
+            emb[key].attrs["index"] = np.arange(c["drawn_from"], dtype=np.uint32)
+    clusters, protos = g.create_group("cluster"), g.create_group("prototype")
     for k, labels in c["clusterings"].items():
-        cl = clusters.create_group(f"kmeans-{k}")
-        cl["name"] = f"k-means, {k} clusters" + (" (eigengap)" if k == c["eigengap_k"] else "")
-        cl["root"] = np.asarray(labels, dtype=np.uint32)
-        cl["#clusters"] = int(k)
-        cl["base"] = spectral.ref
-        proto = cl.create_group("prototype/average")
-        proto["name"] = "cluster mean heatmap"
-        proto["root"] = np.asarray(c["prototypes"][k], dtype=np.float32)
+        name = clustering_name(k)
+        clusters[name] = np.asarray(labels, dtype=np.uint32)
+        clusters[name].attrs.update({"embedding": "spectral", "k": int(k),
+                                     "index": np.arange(k, dtype=np.uint32)})
+        protos[name] = np.asarray(c["prototypes"][k], dtype=np.float32)
     agree = g.create_group("agreement")
     agree["border_fraction"] = np.asarray(c["agreement"]["border_fraction"], dtype=np.float32)
     agree.attrs["border_width"] = int(c["agreement"]["border_width"])
     ranks = agree.create_group("rank_correlation")
     for other, rho in c["agreement"]["rank_correlation"].items():
         ranks[other] = np.asarray(rho, dtype=np.float32)
+
+
+def clustering_name(k: int) -> str:
+    """ViRelAy's name of the k-means clustering with ``k`` clusters: ``kmeans-03``."""
+    return f"kmeans-{int(k):02d}"
 
 
 def read_analysis(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
@@ -198,17 +202,14 @@ def read_analysis(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     with h5py.File(path, "r") as f:
         for group, g in f.items():
-            emb = g["embedding"]
-            clusters = g["clustering"]
-            agree = g["agreement"]
+            emb, clusters, agree = g["embedding"], g["cluster"], g["agreement"]
             out[group] = {
                 "name": _text(g["name"][()]), "index": g["index"][()], "row": g["row"][()],
                 "eigengap_k": int(g.attrs["eigengap_k"]),
-                "eigenvalue": emb["spectral/eigenvalue"][()],
-                "embeddings": {k: emb[k]["root"][()] for k in emb},
-                "clusterings": {int(k.split("-")[1]): clusters[k]["root"][()]
-                                for k in clusters},
-                "prototypes": {int(k.split("-")[1]): clusters[k]["prototype/average/root"][()]
+                "eigenvalue": emb["spectral"].attrs["eigenvalue"],
+                "embeddings": {k: emb[k][()] for k in emb},
+                "clusterings": {int(clusters[k].attrs["k"]): clusters[k][()] for k in clusters},
+                "prototypes": {int(clusters[k].attrs["k"]): g["prototype"][k][()]
                                for k in clusters},
                 "border_fraction": agree["border_fraction"][()],
                 "rank_correlation": {k: v[()] for k, v in agree["rank_correlation"].items()},

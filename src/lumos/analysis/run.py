@@ -156,6 +156,7 @@ def _record(a: ClassAnalysis, names: Sequence[str], width: int) -> dict[str, Any
     return {"name": names[a.label] if a.label < len(names) else f"class {a.label}",
             "index": a.index, "row": a.rows, "spectral": r.spectral,
             "eigenvalue": r.eigenvalues, "tsne": r.tsne, "umap": r.umap,
+            "drawn_from": r.drawn_from,
             "clusterings": r.clusterings, "prototypes": a.prototypes,
             "eigengap_k": r.eigengap_k,
             "agreement": {"border_width": width, "border_fraction": a.border_fraction,

@@ -56,7 +56,10 @@ class SpraySettings:
 
 @dataclass
 class SprayResult:
-    """SpRAy of one class: eigenvalues, embeddings and clusterings, rows as in the input."""
+    """SpRAy of one class: eigenvalues, embeddings and clusterings, rows as in the input.
+
+    ``drawn_from``: t-SNE (and UMAP) embed the first ``drawn_from`` eigenvectors.
+    """
 
     eigenvalues: np.ndarray
     spectral: np.ndarray
@@ -64,6 +67,7 @@ class SprayResult:
     clusterings: dict[int, np.ndarray]
     eigengap_k: int
     approximate: bool
+    drawn_from: int = 2
     umap: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -110,7 +114,8 @@ def spray(features: np.ndarray, settings: SpraySettings | None = None,
     umap = _landmarked(drawn, s.tsne_max, s.seed, _umap) if s.umap and _has_umap() else None
     return SprayResult(eigenvalues=eigenvalues, spectral=vectors.astype(np.float32),
                        tsne=tsne.astype(np.float32), clusterings=clusterings,
-                       eigengap_k=chosen, approximate=approx, umap=umap, timings=clock)
+                       eigengap_k=chosen, approximate=approx, drawn_from=drawn.shape[1],
+                       umap=umap, timings=clock)
 
 
 def kmeans(vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
