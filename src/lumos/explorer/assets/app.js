@@ -61,6 +61,10 @@
       $("where").textContent = index.directory;
       fill($("method"), index.methods.filter(function (m) { return index.analysed[m]; })
         .map(function (m) { return [m, m]; }));
+      var wanted = /(?:^#|&)method=([^&]+)/.exec(location.hash);  /* e.g. #method=ig */
+      if (wanted && index.analysed[decodeURIComponent(wanted[1])]) {
+        $("method").value = decodeURIComponent(wanted[1]);
+      }
       methodChanged();
     }).catch(fail);
   }
@@ -404,5 +408,5 @@
   }
 
   start();
-  if (location.hash === "#selftest") { selfTest(); }
+  if (/(?:^#|&)selftest(?:&|$)/.test(location.hash)) { selfTest(); }
 })();
