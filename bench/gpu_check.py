@@ -127,13 +127,52 @@ def metric_and_training_checks(cuda: torch.device) -> None:
           f"3 epochs in {seconds:.1f} s, held-out {stats}")
 
 
+def store_checks(cuda: torch.device) -> None:
+    """explain-dataset on the GPU: images/s for ResNet-50 (LRP ε+) and EfficientNet-Lite0 (IG),
+    on a synthetic 224x224 ImageFolder; the stored LRP maps equal the CPU's."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from lumos.models.checkpoint import write_tensors
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        rng = np.random.default_rng(0)
+        for k in range(512):
+            (root / "images" / f"c{k % 4}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(
+                root / "images" / f"c{k % 4}" / f"{k:04d}.png")
+        net = torchvision.models.resnet50(weights=None).eval()
+        weights = write_tensors(root / "r50.safetensors", net.state_dict())
+        runs = {"resnet50 lrp:epsilon-plus": ("resnet50", weights, "lrp:epsilon-plus", 64),
+                "efficientnet-lite0 ig": ("efficientnet-lite0", None, "ig", 32)}
+        for name, (spec, w, method, batch) in runs.items():
+            store = lumos.explain_dataset(spec, f"folder:{root / 'images'}", [method],
+                                          root / name.replace(" ", "-").replace(":", "-"),
+                                          weights=w, device=cuda, batch_size=batch,
+                                          shard_size=256, progress=False)
+            rate = store.manifest["images_per_second"]
+            check(f"explain-dataset {name} on CUDA", store.manifest["complete"],
+                  f"{len(store)} images at 224x224, {rate} images/s (batch {batch})")
+        with lumos.open_store(root / "resnet50-lrp-epsilon-plus") as store:
+            x = torch.from_numpy(store.arrays(None, ("data",))["data"][:8])
+            stored = store.arrays("lrp:epsilon-plus", ("attribution", "target"))
+        lrp = lumos.LRP(net, composite=composites.EpsilonPlus())
+        cpu = lrp.attribute(x, target=torch.from_numpy(stored["target"][:8]))
+        err = rel_err(torch.from_numpy(stored["attribution"][:8]), cpu)
+        check("stored CUDA LRP maps == CPU LRP.attribute", err < 1e-3, f"rel err {err:.2e}")
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
         return 1
     cuda = torch.device("cuda")
     print(f"device: {torch.cuda.get_device_name(cuda)}, torch {torch.__version__}")
-    for part in (ig_checks, lrp_checks, metric_and_training_checks):
+    for part in (ig_checks, lrp_checks, metric_and_training_checks, store_checks):
         try:
             part(cuda)
         except Exception as err:  # report and go on: one GPU lease, every check counts

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from lumos.models.checkpoint import read_meta, read_tensors, write_tensors
+from lumos.models.tensorio import read_meta, read_tensors, write_tensors
 from lumos.progress import Progress
 
 Data = Union[tuple[Tensor, Tensor], Dataset]  # noqa: UP007 (a runtime alias on Python 3.10)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from lumos.atomic import atomic_file
 from lumos.models import CheckpointError, MnistCNN, MnistMLP, load_checkpoint, save_checkpoint
-from lumos.models.checkpoint import atomic_file, read_tensors, write_tensors
+from lumos.models.checkpoint import read_tensors, write_tensors
 
 
 def _trained_looking_cnn() -> MnistCNN:

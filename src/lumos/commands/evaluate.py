@@ -1,4 +1,5 @@
-"""``lumos evaluate``: measure explanation methods on held-out digits, as a table."""
+"""``lumos evaluate``: measure explanation methods as a table: on held-out digits, on any
+model and dataset (``--model``/``--dataset`` as in ``explain-dataset``), or over a store."""
 
 from __future__ import annotations
 
@@ -13,8 +14,21 @@ HELP = ("measure how faithful explanation methods are (pixel flipping AOPC, inse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``lumos evaluate``."""
     parser.add_argument("--model", default="mnist5k-cnn",
-                        help="'mnist5k-cnn' (the embedded CNN, trained once and cached) or a "
-                             "lumos checkpoint of a (N, 1, 28, 28) digit classifier")
+                        help="'mnist5k-cnn' (the embedded CNN, trained once and cached), a "
+                             "lumos checkpoint, efficientnet-lite0, a torchvision name or "
+                             "timm:NAME (see explain-dataset)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="local state dict for a torchvision/timm --model")
+    parser.add_argument("--dataset", default=None,
+                        help="any explain-dataset dataset (mnist-5k, imagenette, folder:DIR, "
+                             "...; default: the mnist-5k test digits)")
+    parser.add_argument("--split", choices=("train", "test", "all"), default=None,
+                        help="split of --dataset (default: all for a plain folder, else test)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where catalog datasets live (default: $LUMOS_DATA or ./data)")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="evaluate the stored maps of an explain-dataset store instead "
+                             "(its model and inputs; metrics that re-run a method are refused)")
     parser.add_argument("--method", action="append", default=None,
                         help="ig, lrp:COMPOSITE, gradient, input-x-gradient, smoothgrad, "
                              "random, or inverted:KEY; repeat for several (default: ig, "
@@ -24,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated metric names (default: %(default)s); also "
                              "infidelity, max_sensitivity, completeness")
     parser.add_argument("--n", type=int, default=200,
-                        help="held-out mnist-5k test digits to use (default: 200, max 1000)")
+                        help="samples to use (default: 200; mnist-5k test digits: max 1000)")
     parser.add_argument("--batch-size", type=int, default=50, help="samples per batch")
     parser.add_argument("--json", type=Path, default=None, help="write the result as JSON")
     parser.add_argument("--csv", type=Path, default=None, help="write the result as CSV")
@@ -33,11 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate; print the table on stdout (and write JSON / CSV when asked)."""
     from lumos.errors import UserError
-    from lumos.data.samples import mnist5k
     from lumos.metrics.evaluate import METRICS, evaluate
 
-    if not 1 <= args.n <= 1000:
-        raise UserError(f"--n must be between 1 and 1000 (the test split), got {args.n}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -45,20 +56,63 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not metrics:
         raise UserError(f"unknown metric {unknown[0] if unknown else '(none)'!r}; choose from "
                         f"{', '.join(METRICS)}")
-    model = _model(args.model).to(args.device)
-    methods = {key: _method(key, model, args.seed)
+    if args.store is not None:
+        from lumos.store.evaluate import evaluate_store
+        from lumos.store.reader import StoreError
+
+        chosen = [m for m in metrics if m != "runtime"]  # stored maps were timed at write time
+        try:
+            result = evaluate_store(args.store, chosen, limit=args.n, batch_size=args.batch_size,
+                                    device=args.device, progress=not args.quiet)
+        except StoreError as err:
+            raise UserError(str(err)) from err
+        return _report(result, args)
+    model, domain, (x, y), data_name = _inputs(args)
+    model = model.to(args.device)
+    methods = {key: _method(key, model, args.seed, domain)
                for key in args.method or ["ig", "lrp:epsilon-plus", "input-x-gradient",
                                           "random"]}
-    x, y = mnist5k("test")
-    result = evaluate(model, (x[:args.n], y[:args.n]), methods, metrics,
+    result = evaluate(model, (x, y), methods, metrics,
                       batch_size=args.batch_size, device=args.device, progress=not args.quiet)
-    result.info.update({"model": args.model, "data": "mnist5k test", "seed": args.seed})
+    result.info.update({"model": args.model, "data": data_name, "seed": args.seed})
+    return _report(result, args)
+
+
+def _report(result: Any, args: argparse.Namespace) -> int:
     print(result.table())
     if args.json is not None:
         result.to_json(args.json)
     if args.csv is not None:
         result.to_csv(args.csv)
     return 0
+
+
+def _inputs(args: argparse.Namespace) -> tuple[Any, Any, tuple[Any, Any], str]:
+    """Model, its input domain, the first ``--n`` samples and a name for the data."""
+    import torch
+
+    from lumos.errors import UserError
+    from lumos.experiments import methods
+
+    if args.dataset is None:
+        from lumos.data.samples import mnist5k
+
+        if not 1 <= args.n <= 1000:
+            raise UserError(f"--n must be between 1 and 1000 (the test split), got {args.n}")
+        x, y = mnist5k("test")
+        return _model(args.model), methods.Domain.unit(1), (x[:args.n], y[:args.n]), \
+            "mnist5k test"
+    from lumos.store.sources import default_split, load_data, load_model
+
+    if args.n < 1:
+        raise UserError(f"--n must be >= 1, got {args.n}")
+    clf, _ = load_model(args.model, args.weights)
+    source = load_data(args.dataset, clf, args.split or default_split(args.dataset),
+                       args.data_dir)
+    items = [source.dataset[i] for i in range(min(args.n, len(source)))]
+    x = torch.stack([item[0] for item in items])
+    y = torch.tensor([int(item[1]) for item in items])
+    return clf.model, clf.domain, (x, y), f"{args.dataset} {source.split}"
 
 
 def _model(spec: str) -> Any:
@@ -78,7 +132,7 @@ def _model(spec: str) -> Any:
         raise UserError(str(err)) from err
 
 
-def _method(key: str, model: Any, seed: int) -> Any:
+def _method(key: str, model: Any, seed: int, domain: Any) -> Any:
     from lumos.errors import UserError
     from lumos.experiments import methods
     from lumos.metrics.evaluate import inverted, random_attribution
@@ -86,8 +140,8 @@ def _method(key: str, model: Any, seed: int) -> Any:
     if key == "random":
         return random_attribution(seed)
     if key.startswith("inverted:"):
-        return inverted(_method(key[len("inverted:"):], model, seed))
+        return inverted(_method(key[len("inverted:"):], model, seed, domain))
     try:
-        return methods.build(methods.parse(key), model, methods.Domain.unit(1))
+        return methods.build(methods.parse(key), model, domain)
     except (ValueError, methods.MethodUnavailable) as err:
         raise UserError(f"{err} (or random, inverted:KEY)") from err

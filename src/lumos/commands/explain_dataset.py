@@ -74,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for key, info in m["methods"].items():
             print(f"{key}: {len(store)} samples in {info['seconds']:.1f} s -> {info['file']}")
-        rate = m.get("images_per_second")
-        print(f"{m['shards_total']} shards ({sum(r['run'] == len(m['runs']) for r in m['shards'])}"
-              f" computed in this run), {rate or 0:.1f} images/s")
+        if store.computed:
+            print(f"{m['shards_total']} shards ({store.computed} computed in this run), "
+                  f"{m.get('images_per_second') or 0:.1f} images/s")
+        else:
+            print(f"{m['shards_total']} shards, all done already: nothing to compute")
     print(store.folder)
     return 0

@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the study; prints the report's path."""
-    from lumos.errors import UserError
     from lumos.data import DatasetError, DownloadError
+    from lumos.errors import UserError
     from lumos.experiments import config, paper
     from lumos.models.checkpoint import CheckpointError
 

@@ -29,8 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``lumos train``."""
     from lumos.data.catalog import DATASETS
 
-    parser.add_argument("--dataset", required=True, choices=DATASETS,
-                        help="mnist-5k is embedded; the others are read from --data-dir")
+    parser.add_argument("--dataset", required=True, metavar="|".join(DATASETS) + "|folder:DIR",
+                        help="mnist-5k is embedded; the others are read from --data-dir; "
+                             "folder:DIR is an ImageFolder (DIR/<class>/*.png, or DIR/train "
+                             "and DIR/val)")
     parser.add_argument("--model", choices=sorted(MODELS),
                         help="default: cnn for the 28x28 sets, resnet18 for Imagenette/woof")
     parser.add_argument("--out", type=Path, required=True,
@@ -47,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="download a missing dataset from its official URL first")
     parser.add_argument("--size", default="160", choices=("full", "320", "160"),
                         help="Imagenette/Imagewoof copy to read (default: 160)")
-    parser.add_argument("--image-size", type=int, default=128,
-                        help="square crop for Imagenette/Imagewoof (default: 128)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="square crop for Imagenette/Imagewoof and RGB folders (default: "
+                             "128); grayscale folders: 28")
     parser.add_argument("--weights", type=Path,
                         help="fine-tune resnet18/vgg16 from this state dict (safetensors or .pt)")
     parser.add_argument("--resume", action="store_true",
@@ -59,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
     """Train, evaluate on the test split, save the checkpoint; prints its path on stdout."""
     import torch
 
-    from lumos.errors import UserError
     from lumos.data import catalog
+    from lumos.errors import UserError
     from lumos.models import zoo
     from lumos.models.checkpoint import CheckpointError, save_checkpoint
     from lumos.train import evaluate, fit
 
-    recipe = RECIPES[args.dataset]
+    recipe = _recipe(args.dataset)
     model_name = MODELS[args.model or recipe["model"]]
     _check_pairing(args.dataset, model_name, args.weights)
     settings = _settings(args, recipe)
@@ -90,13 +93,37 @@ def run(args: argparse.Namespace) -> int:
                            architecture={"name": model_name, "kwargs": kwargs},
                            dataset=args.dataset, classes=splits.classes,
                            normalization={"mean": splits.mean, "std": splits.std},
-                           metrics=metrics, extra={"training": {**settings, "seed": args.seed}})
+                           metrics=metrics, extra={"training": {**settings, "seed": args.seed},
+                                                   "input_size": _input_size(splits)})
     if not args.quiet:
         print(f"{args.dataset}: test accuracy {test['accuracy']:.4f} "
               f"(best epoch {history.best_epoch}/{settings['epochs']}, "
               f"{history.seconds:.1f} s)", flush=True)
     print(path)
     return 0
+
+
+def _input_size(splits: Any) -> int:
+    """Side of the square input the model was trained on (read back by explain commands)."""
+    train = splits.train
+    first = train[0][0][0] if isinstance(train, tuple) else train[0][0]
+    return int(first.shape[-1])
+
+
+def _recipe(dataset: str) -> dict[str, Any]:
+    from lumos.data import DatasetError
+    from lumos.data.catalog import DATASETS, is_grayscale
+    from lumos.errors import UserError
+
+    if dataset in RECIPES:
+        return RECIPES[dataset]
+    if not dataset.startswith("folder:"):
+        raise UserError(f"--dataset {dataset!r} is not one of {', '.join(DATASETS)} or "
+                        "folder:DIR")
+    try:
+        return RECIPES["mnist" if is_grayscale(dataset) else "imagenette"]
+    except DatasetError as err:
+        raise UserError(str(err)) from err
 
 
 def _settings(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, Any]:
@@ -114,11 +141,11 @@ def _settings(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, Any
 
 
 def _check_pairing(dataset: str, model_name: str, weights: Path | None) -> None:
+    from lumos.data.catalog import is_grayscale
     from lumos.errors import UserError
-    from lumos.data.catalog import GRAYSCALE
 
     small = model_name.startswith("mnist-")
-    if small != (dataset in GRAYSCALE):
+    if small != is_grayscale(dataset):
         kind = "28x28 grayscale" if small else "RGB ImageNet-style"
         raise UserError(f"--model {model_name.removeprefix('mnist-')} is for {kind} images, "
                         f"not {dataset}")
@@ -133,8 +160,8 @@ def _weights(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from lumos.errors import UserError
     from lumos.data import DatasetError, DownloadError, catalog
+    from lumos.errors import UserError
 
     root = args.data_dir or catalog.default_root()
     try:
@@ -145,7 +172,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _augment(dataset: str) -> Any:
-    from lumos.data.catalog import GRAYSCALE
+    from lumos.data.catalog import is_grayscale
     from lumos.train import random_flip, random_shift
 
-    return random_shift(2) if dataset in GRAYSCALE else random_flip()
+    return random_shift(2) if is_grayscale(dataset) else random_flip()

@@ -33,15 +33,24 @@ class Splits:
 
 
 def load(name: str, root: str | os.PathLike[str] = "data", *, download: bool = False,
-         size: str = "160", image_size: int = 128) -> Splits:
-    """Load dataset ``name`` (one of :data:`DATASETS`) from ``root``.
+         size: str = "160", image_size: int | None = None) -> Splits:
+    """Load dataset ``name`` (one of :data:`DATASETS`, or ``folder:DIR``) from ``root``.
+
+    ``folder:DIR`` is an ImageFolder tree (:func:`lumos.data.folder.load_splits`): its
+    ``train``/``val`` sub-folders, or a strided 90/10 cut; grayscale images stay one channel.
 
     ``size`` picks the published Imagenette/Imagewoof copy and ``image_size`` the square crop
-    fed to the model (shorter side resized to ``image_size * 8 / 7`` first); both are ignored
-    for the 28x28 datasets, which take pixels in ``[0, 1]`` without normalisation.
+    fed to the model (default 128; shorter side resized to ``image_size * 8 / 7`` first); both
+    are ignored for the 28x28 datasets, which take pixels in ``[0, 1]`` without normalisation.
     """
     from lumos import data
 
+    if name.startswith("folder:"):
+        from lumos.data.folder import load_splits
+
+        parts = load_splits(Path(name[7:]), image_size)
+        return Splits(name, parts["train"], parts["test"], parts["classes"], parts["mean"],
+                      parts["std"])
     if name == "mnist-5k":
         return Splits(name, data.mnist5k("train"), data.mnist5k("test"),
                       [str(d) for d in range(10)], [0.0], [1.0])
@@ -54,11 +63,20 @@ def load(name: str, root: str | os.PathLike[str] = "data", *, download: bool = F
         from lumos.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 
         kind = data.Imagenette if name == "imagenette" else data.Imagewoof
-        tf = eval_transform(image_size)
+        tf = eval_transform(image_size or 128)
         train_set = kind(root, "train", size=size, download=download, transform=tf)
         return Splits(name, train_set, kind(root, "val", size=size, transform=tf),
                       list(train_set.classes), list(IMAGENET_MEAN), list(IMAGENET_STD))
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def is_grayscale(name: str) -> bool:
+    """Whether dataset ``name`` has one-channel images (a folder: its first image decides)."""
+    if name.startswith("folder:"):
+        from lumos.data.folder import channels_of
+
+        return channels_of(Path(name[7:])) == 1
+    return name in GRAYSCALE
 
 
 def hold_out(split: Any, fraction: float) -> tuple[Any, Any]:

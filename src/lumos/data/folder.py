@@ -164,3 +164,47 @@ def split_samples(root: Path) -> dict[str, tuple[list[str], list[tuple[Path, int
     test = [samples[i] for i in idx[idx % 10 == 9]]
     train = [samples[i] for i in idx[idx % 10 != 9]]
     return {"all": (classes, samples), "train": (classes, train), "test": (classes, test)}
+
+
+class Pairs(Dataset):
+    """``(x, label)`` items of an :class:`ImageFolder` for training; an unreadable image is a
+    :class:`~lumos.data.mnist.DatasetError` naming the file."""
+
+    def __init__(self, folder: ImageFolder) -> None:
+        self.folder = folder
+        self.classes = folder.classes
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        x, label, status = self.folder[i]
+        if status == UNREADABLE:
+            raise DatasetError(f"cannot read image {self.folder.describe(i)}")
+        return x, label
+
+
+def channels_of(root: Path) -> int:
+    """1 when the folder's first image is grayscale, else 3 (what ``lumos train`` builds for)."""
+    first = next(iter(split_samples(root).values()))[1][0][0]
+    return detect_channels(first)
+
+
+def load_splits(root: Path, image_size: int | None = None) -> dict[str, Any]:
+    """Train and test :class:`Pairs` of a folder, its classes and normalisation, for training.
+
+    Grayscale folders stay one channel at ``image_size`` (default 28) in ``[0, 1]``; RGB
+    folders are ImageNet-normalised at ``image_size`` (default 128).
+    """
+    from lumos.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    channels = channels_of(root)
+    size = image_size or (28 if channels == 1 else 128)
+    mean = [0.0] if channels == 1 else list(IMAGENET_MEAN)
+    std = [1.0] if channels == 1 else list(IMAGENET_STD)
+    parts = split_samples(root)
+    out: dict[str, Any] = {"classes": parts["train"][0], "mean": mean, "std": std}
+    for split in ("train", "test"):
+        classes, samples = parts[split]
+        out[split] = Pairs(ImageFolder(root, size, channels, mean, std, samples, classes))
+    return out

@@ -10,86 +10,24 @@ half-written checkpoint. Loading reads tensors only: a ``.pt``/``.pth`` file is 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from lumos.atomic import atomic_file
+from lumos.models.architectures import build
+from lumos.models.tensorio import (
+    CheckpointError,
+    read_meta,
+    read_tensors,
+    sidecar_path,
+    write_tensors,
+)
 
-_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt, or would need unsafe unpickling."""
-
-
-def sidecar_path(weights: str | os.PathLike[str]) -> Path:
-    """The JSON sidecar next to a weights file: ``model.safetensors`` → ``model.json``."""
-    return Path(weights).with_suffix(".json")
-
-
-def write_tensors(path: str | os.PathLike[str], tensors: Mapping[str, Tensor],
-                  meta: Mapping[str, Any] | None = None) -> Path:
-    """Write ``tensors`` as safetensors at ``path`` and ``meta`` as its JSON sidecar, atomically.
-
-    Tensors are made contiguous CPU copies; shared storage (tied weights) is duplicated, which
-    safetensors requires. The sidecar is written first, the weights last, so a weights file on
-    disk always has its sidecar.
-    """
-    from safetensors.torch import save
-
-    path = Path(path)
-    payload = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    blob = save(payload)
-    if meta is not None:
-        with atomic_file(sidecar_path(path), "w") as handle:
-            json.dump(_jsonable(meta), handle, indent=2, sort_keys=True)
-            handle.write("\n")
-    with atomic_file(path, "wb") as handle:
-        handle.write(blob)
-    return path
-
-
-def read_tensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """Read a tensor dict from safetensors, or from a ``.pt`` file without unpickling code.
-
-    Raises
-    ------
-    CheckpointError
-        The file is missing, corrupt, or a pickle that ``weights_only`` loading refuses.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.suffix in _PICKLE_SUFFIXES:
-        return _read_torch_file(path)
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return dict(load_file(str(path)))
-    except (SafetensorError, OSError, ValueError) as err:
-        hint = " (it looks like a pickle; lumos never unpickles)" if _is_pickle(path) else ""
-        raise CheckpointError(f"{path} is not a valid safetensors file{hint}: {err}") from err
-
-
-def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON sidecar of a weights file, or ``{}`` when there is none."""
-    side = sidecar_path(path)
-    if not side.is_file():
-        return {}
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{side} is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{side} must hold a JSON object, got {type(data).__name__}")
-    return data
+__all__ = ["CheckpointError", "load_checkpoint", "read_meta", "read_tensors", "save_checkpoint",
+           "sidecar_path", "write_tensors"]
 
 
 def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *,
@@ -103,7 +41,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *,
     Parameters
     ----------
     architecture:
-        ``{"name": <zoo name>, "kwargs": {...}}``, passed to :func:`lumos.models.zoo.build`.
+        ``{"name": <architecture>, "kwargs": {...}}``, passed to
+        :func:`lumos.models.architectures.build`.
     normalization:
         ``{"mean": [...], "std": [...]}`` the model expects on inputs in ``[0, 1]``.
     """
@@ -134,8 +73,6 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None
         if not isinstance(arch, dict) or "name" not in arch:
             raise CheckpointError(f"{sidecar_path(path)} does not say which architecture to "
                                   "build; pass the model to load the weights into")
-        from lumos.models.zoo import build
-
         model = build(arch["name"], **arch.get("kwargs", {}))
     try:
         model.load_state_dict(state)
@@ -143,38 +80,3 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(f"{path} does not fit the model: {first}") from err
     return model.eval(), meta
-
-
-def _read_torch_file(path: Path) -> dict[str, Tensor]:
-    import pickle
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as err:
-        raise CheckpointError(f"refusing to load {path}: it needs full unpickling, which can run "
-                              "arbitrary code; re-save it as safetensors "
-                              f"({err.__class__.__name__})") from err
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} does not hold a dict of tensors (a state dict)")
-    return {str(k): v for k, v in obj.items()}
-
-
-def _is_pickle(path: Path) -> bool:
-    with path.open("rb") as handle:
-        head = handle.read(2)
-    return len(head) == 2 and head[0] == 0x80 and head[1] <= 5
-
-
-def _jsonable(value: Any) -> Any:
-    """Tuples to lists, tensors and numpy scalars to Python numbers, recursively."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Tensor):
-        return value.tolist()
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    return value

@@ -15,7 +15,7 @@ from lumos.store.reader import Store, StoreError, open_store, read_manifest
 __all__ = ["Store", "StoreError", "explain_dataset", "open_store", "read_manifest"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lumos.store.pipeline import explain_dataset  # noqa: F401
+    from lumos.store.pipeline import explain_dataset
 
 
 def __getattr__(name: str) -> Any:

@@ -29,7 +29,9 @@ from lumos.progress import Progress
 from lumos.store import layout, shards
 from lumos.store.shards import Range
 
-ExplainFn = Callable[[Tensor, Tensor], Explanation]
+#: ``(x, target) -> Explanation``, or ``-> Tensor`` for an attribution-only method (LRP here):
+#: the store then adds ``f_target(x)`` from the model's output and the conservation gap.
+ExplainFn = Callable[[Tensor, Tensor], "Explanation | Tensor"]
 _UNREADABLE = 2
 _RESIZED = 1
 
@@ -149,7 +151,12 @@ def _explain_batch(model: nn.Module, x: Tensor, y: Tensor, work: Work,
         begin = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # per-sample convergence is stored, not warned
-            out[key] = _fitted(fn, x, target).detach()
+            result = _fitted(fn, x, target)
+        if isinstance(result, Tensor):
+            score = logits.gather(1, target[:, None])[:, 0]
+            result = Explanation(attribution=result, output=score, method=key, target=target,
+                                 delta=result.flatten(1).sum(1) - score)
+        out[key] = result.detach()
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
         seconds[key] += time.perf_counter() - begin
@@ -164,7 +171,22 @@ def _targets(target: str | int, logits: Tensor, y: Tensor, n_classes: int) -> Te
     return torch.full((len(logits),), int(target), dtype=torch.long)
 
 
-def _fitted(fn: ExplainFn, x: Tensor, t: Tensor) -> Explanation:
+def attribute_only(key: str, model: nn.Module, low: Tensor, high: Tensor) -> ExplainFn:
+    """``lumos.LRP(model, composite).attribute`` for ``lrp:COMPOSITE`` (no per-layer report)."""
+    import inspect
+
+    from lumos.experiments.methods import COMPOSITES
+    from lumos.lrp import composites
+    from lumos.lrp.engine import LRP
+
+    cls = getattr(composites, COMPOSITES[key.split(":", 1)[1]][0])
+    accepted = inspect.signature(cls).parameters
+    lrp = LRP(model, composite=cls(**{k: v for k, v in (("low", low), ("high", high))
+                                      if k in accepted}))
+    return lambda x, t: lrp.attribute(x, target=t)
+
+
+def _fitted(fn: ExplainFn, x: Tensor, t: Tensor) -> Explanation | Tensor:
     """``fn(x, t)``, halving the batch on a CUDA out-of-memory error until it fits."""
     try:
         return fn(x, t)
@@ -174,14 +196,16 @@ def _fitted(fn: ExplainFn, x: Tensor, t: Tensor) -> Explanation:
         torch.cuda.empty_cache()
         h = len(x) // 2
         parts = [_fitted(fn, x[:h], t[:h]).detach(), _fitted(fn, x[h:], t[h:]).detach()]
-        return _concat(parts)
+        if isinstance(parts[0], Tensor):
+            return torch.cat(parts)  # type: ignore[arg-type]
+        return _concat(parts)  # type: ignore[arg-type]
 
 
 def _concat(parts: list[Explanation]) -> Explanation:
     fields = ("attribution", "output", "target", "delta", "baseline_output", "n_steps",
               "converged")
-    joined = {f: torch.cat([getattr(p, f) for p in parts]) for f in fields
-              if getattr(parts[0], f) is not None}
+    joined: dict[str, Any] = {f: torch.cat([getattr(p, f) for p in parts]) for f in fields
+                              if getattr(parts[0], f) is not None}
     return Explanation(method=parts[0].method, **joined)
 
 

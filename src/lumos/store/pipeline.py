@@ -21,11 +21,12 @@ import torch
 from lumos import distributed
 from lumos.errors import UserError
 from lumos.store import keyed, layout, shards
-from lumos.store.compute import Work, run_rank
+from lumos.store.compute import Work, attribute_only, run_rank
 from lumos.store.reader import Store, open_store, read_manifest
 from lumos.store.sources import DataSource, default_split, load_data, load_model
 
-DTYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
+DTYPES: dict[str, np.dtype] = {"float32": np.dtype(np.float32),
+                               "float16": np.dtype(np.float16)}
 
 
 def explain_dataset(model: str, dataset: str, methods: Sequence[str],
@@ -101,16 +102,21 @@ def _run(world: distributed.World, model_spec: str, data_spec: str, keys: list[s
     options = {m.key: _options(m.kind, ig) for m in parsed}
     settings = {"format": "lumos-store", "model": {**model_fp, "mean": clf.mean,
                                                    "std": clf.std, "input_size": clf.size},
-                "dataset": {"spec": data_spec, "split": source.split, "size": len(source),
+                "dataset": {"spec": "folder" if data_spec.startswith("folder:") else data_spec,
+                            "split": source.split, "size": len(source),
                             "classes": source.classes},
                 "data_fingerprint": source.fingerprint, "n": n, "target": target,
                 "dtype": dtype, "batch_size": batch_size, "shard_size": shard_size,
                 "methods": options, "lumos_version": _version()}
     digest = keyed.settings_hash(settings)
     todo = shards.ranges(n, shard_size)
-    message, pending = None, []
+    message: str | None = None
+    pending: list[shards.Range] = []
+    origin = {"model": model_spec, "weights": _absolute(weights), "dataset": _absolute_spec(
+        data_spec), "data_dir": _absolute(data_dir), "split": source.split}
     if world.is_main:
-        message, pending = _prepare(folder, settings, digest, todo, overwrite, world)
+        message, pending = _prepare(folder, {**settings, "source": origin}, digest, todo,
+                                    overwrite, world)
     message, pending = distributed.broadcast(world, (message, pending))
     if message:
         raise UserError(message)
@@ -121,7 +127,17 @@ def _run(world: distributed.World, model_spec: str, data_spec: str, keys: list[s
     if world.is_main:
         _finish(folder, settings, digest, todo, parsed)
     distributed.barrier(world)
-    return open_store(folder)
+    store = open_store(folder)
+    store.computed = len(pending)
+    return store
+
+
+def _absolute(path: Any) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def _absolute_spec(spec: str) -> str:
+    return f"folder:{Path(spec[7:]).resolve()}" if spec.startswith("folder:") else spec
 
 
 def _check_target(target: str | int, n_classes: int) -> str | int:
@@ -156,11 +172,11 @@ def _prepare(folder: Path, settings: dict[str, Any], digest: str, todo: list[sha
     if old is None and folder.is_dir() and any(folder.iterdir()) and not overwrite:
         return (f"--out {folder} is not empty and holds no lumos store; pick another folder "
                 "or pass --overwrite", [])
-    if old is not None and old.get(keyed.HASH_KEY) != digest:
-        if not overwrite:
-            return (f"--out {folder} holds a store made with other settings "
-                    f"({_difference(old, settings)}); rerun with the same settings to resume, "
-                    "or pass --overwrite to start afresh", [])
+    settings, origin = {k: v for k, v in settings.items() if k != "source"}, settings["source"]
+    if old is not None and old.get(keyed.HASH_KEY) != digest and not overwrite:
+        return (f"--out {folder} holds a store made with other settings "
+                f"({_difference(old, settings)}); rerun with the same settings to resume, "
+                "or pass --overwrite to start afresh", [])
     if overwrite and (old is None or old.get(keyed.HASH_KEY) != digest):
         _wipe(folder)
         old = None
@@ -176,12 +192,17 @@ def _prepare(folder: Path, settings: dict[str, Any], digest: str, todo: list[sha
                  "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
                      timespec="seconds"), "shards_computed": len(pending)})
     keyed.write_record(folder / layout.MANIFEST, {
-        **settings, keyed.HASH_KEY: digest, "complete": False, "shards_total": len(todo),
+        **settings, "source": origin, keyed.HASH_KEY: digest, "complete": False,
+        "shards_total": len(todo),
         "shards_done": len(done), "runs": runs, "started_unix": time.time()})
     return None, pending
 
 
 def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Which settings differ, in words (a finished manifest's methods also hold file/seconds)."""
+    methods = old.get("methods")
+    if old.get("complete") and isinstance(methods, dict):
+        old = {**old, "methods": {k: v.get("options") for k, v in methods.items()}}
     changed = [k for k in new if k != "data_fingerprint" and old.get(k) != new[k]]
     if not changed and old.get("data_fingerprint") != new.get("data_fingerprint"):
         changed = ["dataset files"]
@@ -205,7 +226,8 @@ def _compute(world: distributed.World, folder: Path, clf: Any, source: DataSourc
     run = len((read_manifest(folder) or {}).get("runs", [])) or 1
     model = clf.model.to(world.device)
     domain = mt.Domain(clf.domain.low.to(world.device), clf.domain.high.to(world.device))
-    explainers = {m.key: mt.build(m, model, domain, options[m.key]) for m in parsed}
+    explainers = {m.key: attribute_only(m.key, model, domain.low, domain.high) if m.kind == "lrp"
+                  else mt.build(m, model, domain, options[m.key]) for m in parsed}
     if workers is None:
         from lumos.store.sources import TensorItems
 

@@ -28,6 +28,9 @@ class Store:
         per-method timing.
     methods:
         Method keys in the order they were asked for (``ig``, ``lrp:epsilon-plus``, ...).
+    computed:
+        Shards the :func:`~lumos.explain_dataset` call that returned this store computed
+        (0: it was complete already); ``None`` when opened with :func:`open_store`.
 
     Use it as a context manager (or call :meth:`close`) to close the h5py handles it opened.
     """
@@ -36,6 +39,7 @@ class Store:
         self.folder = folder
         self.manifest = manifest
         self.methods: list[str] = list(manifest["methods"])
+        self.computed: int | None = None
         self._handles: list[Any] = []
 
     def __len__(self) -> int:

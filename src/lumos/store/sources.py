@@ -221,8 +221,8 @@ def _tensors(spec: str, clf: Classifier, split: str, root: Path, download: bool)
     splits = catalog.load(spec, root, download=download)
     parts = {"train": [splits.train], "test": [splits.test],
              "all": [splits.train, splits.test]}[split]
-    x = torch.cat([p[0] for p in parts])  # type: ignore[index]
-    y = torch.cat([p[1] for p in parts])  # type: ignore[index]
+    x = torch.cat([p[0] for p in parts])
+    y = torch.cat([p[1] for p in parts])
     if x.shape[-1] != clf.size:
         x = torch.nn.functional.interpolate(x, size=(clf.size, clf.size), mode="bilinear",
                                             align_corners=False, antialias=True)

@@ -1,0 +1,68 @@
+"""Measure the explanations of a finished store: the stored maps, the stored inputs, its model.
+
+The metrics that only need an attribution (pixel flipping AOPC, insertion / deletion,
+infidelity, sparseness, completeness) run on the stored maps; metrics that re-run the method
+(max-sensitivity) or time it (runtime) need the method itself and are refused here (the
+manifest holds each method's timing).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lumos.errors import UserError
+from lumos.store.reader import open_store
+from lumos.store.sources import load_model
+
+STORE_METRICS = ("aopc_morf", "aopc_lerf", "insertion", "deletion", "infidelity", "sparseness",
+                 "completeness")
+
+
+class _Stored:
+    """The stored attributions of one method, handed out batch after batch in store order."""
+
+    def __init__(self, attribution: Any) -> None:
+        self.attribution, self.at = attribution, 0
+
+    def __call__(self, x: Tensor, target: Tensor | None) -> Tensor:
+        block = torch.from_numpy(self.attribution[self.at:self.at + len(x)]).to(x)
+        self.at += len(x)
+        return block
+
+
+def evaluate_store(folder: str | os.PathLike[str], metrics: list[str] | None = None, *,
+                   limit: int | None = None, batch_size: int = 50,
+                   device: str | torch.device = "cpu", progress: bool = True) -> Any:
+    """Evaluate every method of the store in ``folder`` on its first ``limit`` samples.
+
+    Returns a :class:`lumos.metrics.table.EvaluationResult` (one row per stored method).
+    """
+    from lumos.metrics.evaluate import evaluate
+
+    chosen = list(metrics or STORE_METRICS[:5])
+    refused = [m for m in chosen if m not in STORE_METRICS]
+    if refused:
+        raise UserError(f"metric {refused[0]!r} cannot run on stored maps; choose from "
+                        f"{', '.join(STORE_METRICS)}")
+    with open_store(folder) as store:
+        m = store.manifest
+        if m["target"] not in ("predicted", "label"):
+            raise UserError(f"the store explains class {m['target']} for every sample; "
+                            "evaluate needs --target predicted or label stores")
+        origin = m.get("source") or {}
+        clf, _ = load_model(origin.get("model", m["model"]["spec"]), origin.get("weights"))
+        n = min(len(store), limit or len(store))
+        inputs = store.h5(None)
+        x = torch.from_numpy(inputs["data"][:n]).to(device)
+        y = torch.from_numpy(inputs["label"][:n].astype("int64")).to(device)
+        methods = {key: _Stored(store.h5(key)["attribution"]) for key in store.methods}
+        result = evaluate(clf.model.to(device), (x, y), methods, chosen, target=m["target"],
+                          batch_size=batch_size, device=device, progress=progress)
+    result.info.update({"model": clf.name, "data": f"store {Path(folder)}",
+                        "dataset": m["dataset"]["spec"]})
+    return result
