@@ -70,6 +70,7 @@ def test_imagefolder_with_its_own_mark(tmp_path: Path) -> None:
     assert (tmp_path / "store" / "analysis-lrp-epsilon-plus.h5").is_file()
 
 
+@pytest.mark.slow
 def test_mark_and_training_set() -> None:
     s = CleverHansSettings(fraction=0.25)
     x, y, marked = marked_training_set(s, seed=3)

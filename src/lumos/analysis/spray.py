@@ -161,7 +161,7 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
     # one OpenMP thread: on a busy machine scikit-learn's spinning threads ran 7x slower
     with threadpool_limits(limits=1, user_api="openmp"):
         return np.asarray(TSNE(n_components=2, perplexity=perplexity, init="pca",
-                               random_state=seed).fit_transform(x))
+                               max_iter=500, random_state=seed).fit_transform(x))
 
 
 def _has_umap() -> bool:
