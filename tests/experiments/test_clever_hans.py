@@ -63,6 +63,8 @@ def test_imagefolder_with_its_own_mark(tmp_path: Path) -> None:
                           truth, ("lrp:epsilon-plus",), ig={}, quiet=True)
     assert result["samples"] == 100 and result["marked"] == int(truth.sum())
     lrp = result["methods"]["lrp:epsilon-plus"]
+    print(f"folder:DIR with the test's own mark: LRP eigengap k = {lrp['k']}, ARI "
+          f"{lrp['ari']:.3f}, cluster sizes {lrp['cluster_sizes']}")
     assert lrp["ari"] >= 0.9, lrp
     hans = lrp["marked_cluster"]
     assert lrp["marked_share"][hans] >= 0.95
