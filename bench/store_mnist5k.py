@@ -4,7 +4,7 @@ Writes the store (split ``all``: 4,000 train + 1,000 test digits, mnist5k-cnn, p
 then recomputes every map with the attributors' own API on the same batches and prints the
 largest absolute difference: LRP ε+ against ``lumos.LRP(model, EpsilonPlus()).attribute`` and
 IG against ``lumos.IntegratedGradients(model).explain`` with the store's options. Must show 1
-of issue #12 (the suite runs the same check on 250 digits, tests/store/test_mnist5k.py).
+of issue #12 (the suite runs the same check on 100 digits, tests/store/test_mnist5k.py).
 
     .venv/bin/python bench/store_mnist5k.py [--out lumos-out/mnist5k-store] [--limit 5000]
 """

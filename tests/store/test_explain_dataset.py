@@ -131,3 +131,21 @@ def test_bad_arguments_give_one_clear_error(tmp_path: Path) -> None:
                               progress=False)
     with pytest.raises(StoreError, match="not a lumos store"):
         open_store(tmp_path / "other")
+
+
+def test_a_users_module_is_used_as_a_copy_and_left_untouched(tmp_path: Path) -> None:
+    from helpers import small_cnn, untouched
+
+    folder = make_folder(tmp_path / "images", per_class=2)
+    model = small_cnn(size=28).float()
+    model.train()  # whatever state the user left it in stays
+    with untouched(model):
+        store = lumos.explain_dataset(model, f"folder:{folder}", ["lrp:epsilon-plus"],
+                                      tmp_path / "s", classes=[str(k) for k in range(10)],
+                                      progress=False)
+    a = store.arrays("lrp:epsilon-plus")
+    x = torch.from_numpy(store.arrays(None)["data"])
+    want = lumos.LRP(model.eval(), composite=composites.EpsilonPlus()).attribute(
+        x, target=torch.from_numpy(a["target"]))
+    np.testing.assert_allclose(a["attribution"], want.numpy(), atol=1e-6)
+    assert store.manifest["model"]["spec"] == "Sequential"

@@ -17,19 +17,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from lumos import distributed
 from lumos.errors import UserError
 from lumos.store import keyed, layout, shards
 from lumos.store.compute import Work, attribute_only, run_rank
 from lumos.store.reader import Store, open_store, read_manifest
-from lumos.store.sources import DataSource, default_split, load_data, load_model
+from lumos.store.sources import DataSource, default_split, load_data, load_model, wrap_module
 
 DTYPES: dict[str, np.dtype] = {"float32": np.dtype(np.float32),
                                "float16": np.dtype(np.float16)}
 
 
-def explain_dataset(model: str, dataset: str, methods: Sequence[str],
+def explain_dataset(model: str | nn.Module, dataset: str, methods: Sequence[str],
                     out: str | os.PathLike[str], *, split: str | None = None,
                     limit: int | None = None, target: str | int = "predicted",
                     shard_size: int = 1000, dtype: str = "float32", batch_size: int = 32,
@@ -37,7 +38,9 @@ def explain_dataset(model: str, dataset: str, methods: Sequence[str],
                     weights: str | os.PathLike[str] | None = None,
                     data_dir: str | os.PathLike[str] | None = None, download: bool = False,
                     ig: dict[str, Any] | None = None, overwrite: bool = False,
-                    progress: bool = True) -> Store:
+                    progress: bool = True,
+                    normalization: tuple[list[float], list[float]] | None = None,
+                    input_size: int | None = None, classes: list[str] | None = None) -> Store:
     """Explain every sample of ``dataset`` under ``model`` with each of ``methods``, into ``out``.
 
     Parameters
@@ -45,7 +48,9 @@ def explain_dataset(model: str, dataset: str, methods: Sequence[str],
     model:
         A lumos checkpoint, ``mnist5k-cnn``, ``efficientnet-lite0``, a torchvision name or
         ``timm:NAME`` (see :func:`lumos.store.sources.load_model`; ``weights``: a local
-        state dict for the last two).
+        state dict for the last two); or an ``nn.Module`` (a deep copy is used; say its
+        ``normalization=(mean, std)``, ``input_size`` and ``classes``, default ``[0, 1]``
+        pixels, 28 for one channel else 224, and ``0..n-1``).
     dataset:
         ``mnist-5k``, ``mnist``, ``fashion-mnist``, ``imagenette``, ``imagewoof`` (under
         ``data_dir``) or ``folder:DIR``; ``split`` is ``train``, ``test`` or ``all`` (default:
@@ -75,14 +80,19 @@ def explain_dataset(model: str, dataset: str, methods: Sequence[str],
         raise UserError(f"--limit must be >= 1, got {limit}")
     world = distributed.setup(device)
     try:
-        return _run(world, model, dataset, list(methods), Path(out), split, limit, target,
-                    shard_size, dtype, batch_size, workers, weights, data_dir, download,
-                    ig, overwrite, progress)
+        if isinstance(model, str):
+            loaded = load_model(model, weights)
+        else:
+            loaded = wrap_module(model, normalization, input_size, classes)
+        return _run(world, loaded, model if isinstance(model, str) else None, dataset,
+                    list(methods), Path(out), split, limit, target, shard_size, dtype,
+                    batch_size, workers, weights, data_dir, download, ig, overwrite, progress)
     finally:
         distributed.teardown(world)
 
 
-def _run(world: distributed.World, model_spec: str, data_spec: str, keys: list[str],
+def _run(world: distributed.World, loaded: tuple[Any, dict[str, Any]], model_spec: str | None,
+         data_spec: str, keys: list[str],
          folder: Path, split: str | None, limit: int | None, target: str | int,
          shard_size: int, dtype: str, batch_size: int, workers: int | None,
          weights: Any, data_dir: Any, download: bool, ig: dict[str, Any] | None,
@@ -95,7 +105,7 @@ def _run(world: distributed.World, model_spec: str, data_spec: str, keys: list[s
         raise UserError(str(err)) from err
     if not parsed or len({m.key for m in parsed}) != len(parsed):
         raise UserError("give each --method once (at least one)")
-    clf, model_fp = load_model(model_spec, weights)
+    clf, model_fp = loaded
     source = load_data(data_spec, clf, split or default_split(data_spec), data_dir, download)
     n = min(len(source), limit or len(source))
     target = _check_target(target, len(clf.classes))

@@ -93,6 +93,32 @@ def load_model(spec: str, weights: str | os.PathLike[str] | None = None) -> tupl
     return clf, {"spec": spec, "weights": "torchvision DEFAULT"}
 
 
+def wrap_module(model: nn.Module, normalization: tuple[list[float], list[float]] | None,
+                input_size: int | None, classes: list[str] | None,
+                ) -> tuple[Classifier, dict[str, Any]]:
+    """A user's ``nn.Module`` as a classifier: an eval-mode deep copy (the user's model is never
+    moved or changed), fingerprinted by its weights."""
+    import copy
+
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model must be a spec string or a torch.nn.Module, got "
+                        f"{type(model).__name__}")
+    mean, std = normalization or ([0.0], [1.0])
+    size = int(input_size or (28 if len(mean) == 1 else 224))
+    own = copy.deepcopy(model).eval()
+    h = hashlib.sha256()
+    for name, tensor in own.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    if classes is None:
+        with torch.no_grad():
+            n = int(own(torch.zeros(1, len(mean), size, size)).shape[-1])
+        classes = [str(k) for k in range(n)]
+    name = type(model).__name__
+    return Classifier(own, list(classes), list(mean), list(std), name, size), {
+        "spec": name, "digest": h.hexdigest()[:16]}
+
+
 def _torchvision_file(name: str, weights: Path) -> tuple[Classifier, dict[str, Any]]:
     import torchvision
 

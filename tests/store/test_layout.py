@@ -1,0 +1,74 @@
+"""Store layout helpers, shard dealing and torchrun's environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lumos import distributed
+from lumos.store import keyed, layout, shards
+
+
+def test_names_and_ranges() -> None:
+    assert layout.method_stem("lrp:epsilon-plus") == "lrp-epsilon-plus"
+    assert layout.method_stem("ig") == "ig"
+    name = layout.shard_name(1000, 1500)
+    assert layout.parse_shard_name(name) == (1000, 1500)
+    assert layout.parse_shard_name(f".{name}.123.part") is None
+    assert shards.ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    pending = shards.ranges(50, 10)
+    dealt = [shards.deal(pending, r, 3) for r in range(3)]
+    assert sorted(sum(dealt, [])) == pending  # disjoint, complete, nothing padded
+    assert shards.deal(pending, 2, 8) == [pending[2]] and shards.deal(pending, 7, 8) == []
+    with pytest.raises(ValueError, match="shard size"):
+        shards.ranges(5, 0)
+
+
+def test_shard_round_trip_merge_and_partials(tmp_path: Path) -> None:
+    def group(a: int, b: int) -> dict[str, dict[str, np.ndarray]]:
+        idx = np.arange(a, b, dtype=np.uint32)
+        return {"input": {"index": idx, "data": np.ones((b - a, 1, 2, 2), np.float32) * a}}
+
+    for a, b in ((0, 3), (3, 5)):
+        layout.write_shard(shards.path(tmp_path, (a, b)), group(a, b),
+                           {keyed.HASH_KEY: "h", "start": a, "stop": b})
+    (tmp_path / "shards" / ".x.h5.99.part").write_bytes(b"half")
+    assert set(shards.finished(tmp_path, "h")) == {(0, 3), (3, 5)}
+    assert shards.finished(tmp_path, "other") == {}
+    assert layout.remove_partials(tmp_path) == 1
+    [out] = layout.merge(tmp_path, sorted((tmp_path / "shards").glob("*.h5")), ["input"],
+                         {"input": {"settings_hash": "h"}})
+    import h5py
+
+    with h5py.File(out, "r") as f:
+        assert list(f["index"][()]) == [0, 1, 2, 3, 4] and f["data"].chunks == (1, 1, 2, 2)
+        assert f.attrs["settings_hash"] == "h"
+
+
+def test_records_are_keyed_by_settings(tmp_path: Path) -> None:
+    digest = keyed.settings_hash({"a": 1, "b": [1, 2]})
+    assert digest == keyed.settings_hash({"b": [1, 2], "a": 1}) and len(digest) == 16
+    keyed.write_record(tmp_path / "r.json", {keyed.HASH_KEY: digest})
+    assert keyed.finished(tmp_path / "r.json", digest)
+    assert not keyed.finished(tmp_path / "r.json", "0" * 16)
+    (tmp_path / "bad.json").write_text("{half")
+    assert keyed.read_record(tmp_path / "bad.json") is None
+
+
+def test_world_from_torchrun_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    assert distributed.env_world() == (0, 1, 0)
+    world = distributed.setup("cpu")
+    assert world.is_main and world.size == 1 and world.backend is None
+    assert distributed.broadcast(world, "x") == "x"
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.env_world() == (3, 4, 1)
+    assert distributed.pick_device("cpu", 1) == torch.device("cpu")
+    if torch.cuda.is_available():  # pragma: no cover - no GPU in CI
+        assert distributed.pick_device("cuda", 0).index == 0
