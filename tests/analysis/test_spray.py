@@ -90,3 +90,21 @@ def test_analyse_errors_name_the_problem(store: tuple[Path, np.ndarray]) -> None
     with pytest.raises(StoreError, match="class 7 has no heatmaps"):
         analyse(directory, "ig", labels=[7], progress=False)
     assert not (directory / "analysis-ig.h5").exists()
+
+
+def test_a_failed_write_leaves_the_old_analysis_and_no_temp_file(
+        store: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    from lumos.analysis import layout
+
+    directory, _ = store
+    path, _ = analyse(directory, "ig", labels=[5], settings=FAST, progress=False)
+    before = path.read_bytes()
+
+    def broken(group: object, record: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(layout, "_write_class", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        analyse(directory, "ig", labels=[3], settings=FAST, progress=False)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in directory.iterdir() if p.name.startswith(".")) == []
