@@ -25,6 +25,7 @@ ROOT = Path(__file__).parents[2]
 @pytest.fixture(scope="module")
 def served(analysed: Path) -> Iterator[str]:
     server = make_server(StoreView(analysed), port=0)
+    assert server.server_address[0] == "127.0.0.1"  # this machine only, unless --host
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
