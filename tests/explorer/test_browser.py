@@ -1,6 +1,7 @@
 """Must show 4: the explorer in headless Chromium, served by ``lumos serve`` and as a static page.
 
-The page's own ``#selftest`` mode clicks the first cluster in the legend, waits for the
+The page's own ``#selftest`` mode drives the scatter with synthetic pointer and wheel events
+(box and lasso selections, zoom, pan), then clicks the first cluster in the legend, waits for the
 selected samples' images and writes what happened into ``<pre id="lumos-check">``: points
 drawn, coloured canvas pixels, the selection, every image with its natural width, and every
 resource the page requested. Chromium runs with every host name unresolvable except
@@ -59,6 +60,9 @@ def self_test(url: str, profile: Path) -> dict[str, Any]:
 
 def check(result: dict[str, Any]) -> None:
     assert result["points"] == 70 and result["drawn"] == 70
+    g = result["gestures"]  # box / lasso around everything, a partial lasso, zoom, pan
+    assert g["box"] == g["lasso"] == 70 and 0 < g["lassoPart"] < 70, g
+    assert g["zoom"] > 1.1 and g["panX"] == 56, g  # a tenth of the 560-pixel canvas
     assert result["coloured"] > 500, "the scatter looks blank"
     assert result["selected"] == result["clusterSize"] > 0
     assert result["title"].startswith("cluster 0 of k-means")

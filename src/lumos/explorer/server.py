@@ -4,7 +4,7 @@ Routes (GET only; anything else is 404, and so is any path segment that is empty
 ``..`` or holds characters outside ``[A-Za-z0-9_.:+-]`` after percent-decoding):
 
     /                                        the page (assets/index.html)
-    /assets/app.js, /assets/app.css          its script and style, shipped in the package
+    /assets/app.js, selftest.js, app.css     its scripts and style, shipped in the package
     /api/index                               methods and analysed classes (JSON)
     /api/class/<method>/<class>              one class's analysis (JSON)
     /api/image/input/<sample>.png            an input
@@ -24,7 +24,9 @@ from urllib.parse import unquote, urlsplit
 
 from lumos.explorer.data import NotFound, StoreView
 
-ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+_JS = "text/javascript; charset=utf-8"
+ASSETS = {"app.js": _JS, "selftest.js": _JS,
+          "app.css": "text/css; charset=utf-8"}
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.:+-]+$")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'")

@@ -75,10 +75,13 @@ def _html(blob: dict[str, Any]) -> str:
     page = asset("index.html").decode("utf-8")
     style = asset("app.css").decode("utf-8")
     script = asset("app.js").decode("utf-8")
+    check = asset("selftest.js").decode("utf-8")
     data = json.dumps(blob, separators=(",", ":")).replace("</", "<\\/")
     page = page.replace('<link rel="stylesheet" href="/assets/app.css">',
                         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
                         f"<style>\n{style}</style>")
+    page = page.replace('<script src="/assets/selftest.js"></script>',
+                        f"<script>\n{check}</script>")
     return page.replace('<script src="/assets/app.js"></script>',
                         f"<script>window.LUMOS_STATIC = {data};</script>\n"
                         f"<script>\n{script}</script>")
