@@ -2,7 +2,8 @@
 
 A synthetic ImageFolder (random 256x256 RGB PNGs, two classes) under torchvision ResNet-18
 (random weights saved to a local safetensors file, eval mode), LRP EpsilonPlus, 224x224 inputs.
-Three ways, interleaved round by round so machine load hits all alike:
+Three ways, interleaved round by round (the order reversed every other round) so machine load
+hits all alike:
 
 - ``explain-dataset``: :func:`lumos.explain_dataset` end to end: PNG decoding in a loader
   worker, explanation, HDF5 shards written on a background thread, final files assembled; the
@@ -41,11 +42,14 @@ def make_folder(root: Path, n: int, size: int = 256) -> Path:
 
 
 def run_store(folder: Path, weights: Path, out: Path, batch: int) -> float:
+    import shutil
+
     import lumos
 
+    shutil.rmtree(out, ignore_errors=True)  # a fresh store each round (a finished one is reused)
     store = lumos.explain_dataset("resnet18", f"folder:{folder}", ["lrp:epsilon-plus"], out,
                                   weights=weights, batch_size=batch, shard_size=4 * batch,
-                                  overwrite=True, progress=False)
+                                  progress=False)
     return float(store.manifest["images_per_second"])
 
 
@@ -120,12 +124,16 @@ def main() -> None:
         x = torch.stack([data[i][0] for i in range(len(data))])
         rates: dict[str, list[float]] = {"explain-dataset": [], "bare loop": [],
                                          "zennit + h5py": []}
+        runs = {"explain-dataset": lambda: run_store(folder, weights, root / "store",
+                                                     args.batch),
+                "bare loop": lambda: run_bare(model, x, args.batch),
+                "zennit + h5py": lambda: run_zennit(model, folder, root / "zennit.h5",
+                                                    args.batch)}
+        run_bare(model, x[:args.batch], args.batch)  # warm-up: oneDNN builds its kernels once
         for r in range(args.rounds):
-            rates["explain-dataset"].append(run_store(folder, weights, root / "store",
-                                                      args.batch))
-            rates["bare loop"].append(run_bare(model, x, args.batch))
-            rates["zennit + h5py"].append(run_zennit(model, folder, root / "zennit.h5",
-                                                     args.batch))
+            order = list(runs) if r % 2 == 0 else list(reversed(runs))  # no side always first
+            for key in order:
+                rates[key].append(runs[key]())
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}/s" for k, v in rates.items()),
                   flush=True)
     print(f"ResNet-18 224x224, LRP EpsilonPlus, {args.n} images, batch {args.batch}, "

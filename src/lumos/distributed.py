@@ -23,6 +23,7 @@ class World:
     local_rank: int
     device: torch.device
     backend: str | None
+    joined: bool = False  # this module initialised the process group (and so tears it down)
 
     @property
     def is_main(self) -> bool:
@@ -52,16 +53,19 @@ def setup(requested_device: str | torch.device | None = None) -> World:
     """Join torchrun's process group (if any) and return this process's :class:`World`."""
     rank, size, local = env_world()
     device = pick_device(requested_device, local)
-    backend = None
+    backend, joined = None, False
     if size > 1:
         import torch.distributed as dist
 
         backend = "nccl" if device.type == "cuda" else "gloo"
-        if not dist.is_initialized():
+        if dist.is_initialized():
+            backend = str(dist.get_backend())
+        else:
             if device.type == "cuda":
                 torch.cuda.set_device(device)
             dist.init_process_group(backend=backend, rank=rank, world_size=size)
-    return World(rank, size, local, device, backend)
+            joined = True
+    return World(rank, size, local, device, backend, joined)
 
 
 def barrier(world: World) -> None:
@@ -88,8 +92,8 @@ def broadcast(world: World, value: Any) -> Any:
 
 
 def teardown(world: World) -> None:
-    """Leave the process group this module joined."""
-    if world.size > 1:
+    """Leave the process group if :func:`setup` joined it (a caller's own group stays)."""
+    if world.joined:
         import torch.distributed as dist
 
         if dist.is_initialized():

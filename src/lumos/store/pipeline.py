@@ -115,7 +115,8 @@ def _run(world: distributed.World, loaded: tuple[Any, dict[str, Any]], model_spe
                 "dataset": {"spec": "folder" if data_spec.startswith("folder:") else data_spec,
                             "split": source.split, "size": len(source),
                             "classes": source.classes},
-                "data_fingerprint": source.fingerprint, "n": n, "target": target,
+                "data_fingerprint": keyed.settings_hash(source.fingerprint), "n": n,
+                "target": target,
                 "dtype": dtype, "batch_size": batch_size, "shard_size": shard_size,
                 "methods": options, "lumos_version": _version()}
     digest = keyed.settings_hash(settings)
@@ -281,5 +282,5 @@ def _finish(folder: Path, settings: dict[str, Any], digest: str, todo: list[shar
                         "seconds": round(seconds[k], 3)} for k in stems},
         "images_resized": sum(r["images_resized"] for r in records),
         "last_run_seconds": round(elapsed, 3),
-        "images_per_second": round(computed / elapsed, 2) if elapsed > 0 else None})
+        "images_per_second": round(computed / elapsed, 4) if elapsed > 0 else None})
     shutil.rmtree(folder / layout.SHARDS, ignore_errors=True)
