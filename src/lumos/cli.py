@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "explain": "explain",
     "explain-dataset": "explain_dataset",
     "reproduce": "reproduce",
+    "serve": "serve",
+    "spray": "spray",
     "train": "train",
 }
 

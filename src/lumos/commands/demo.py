@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 HELP = ("train the CNN on the embedded MNIST digits, explain digits and photos with IG and LRP, "
         "measure them and write an HTML report")
@@ -15,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for report.html and the heatmap PNGs (default: lumos-out)")
     parser.add_argument("--fast", action="store_true",
                         help="reduced settings (fewer digits, epochs and steps), for a quick look")
+    parser.add_argument("--clever-hans", action="store_true",
+                        help="instead: train with a mark planted on some digits of one class, "
+                             "explain them with LRP and IG, find the marked ones with SpRAy "
+                             "(writes OUT/store/spray.html; see `lumos serve OUT/store`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,10 +32,33 @@ def run(args: argparse.Namespace) -> int:
     from lumos.experiments.demo import DemoSettings, run_demo
 
     device = torch.device(args.device)  # lumos.cli.main checked it can be used here
+    if args.clever_hans:
+        return _clever_hans(args, device)
     settings = DemoSettings.fast() if args.fast else DemoSettings()
     command = ("lumos demo" + (" --fast" if args.fast else "")
                + (f" --device {args.device}" if device.type != "cpu" else ""))
     path = run_demo(args.out, settings, seed=args.seed, quiet=args.quiet, command=command,
                     device=device)
     print(path)
+    return 0
+
+
+def _clever_hans(args: argparse.Namespace, device: torch.device) -> int:
+    """``lumos demo --clever-hans``: print the adjusted Rand index per method and the page."""
+    from lumos.experiments.clever_hans import CleverHansSettings, run_clever_hans
+
+    settings = CleverHansSettings(epochs=3) if args.fast else CleverHansSettings()
+    result = run_clever_hans(args.out, settings, seed=args.seed, quiet=args.quiet,
+                             device=device)
+    acc = result["accuracy"]
+    print(f"held-out accuracy {acc['clean']:.3f}; digit {settings.digit}: "
+          f"{acc['digit_plain']:.3f} unmarked, {acc['digit_marked']:.3f} marked; other digits "
+          f"with the mark: {acc['others_marked']:.3f}")
+    for key, r in result["methods"].items():
+        c = r["marked_cluster"]
+        print(f"{key}: eigengap k = {r['k']}, ARI {r['ari']:.3f} (marked vs unmarked); "
+              f"cluster {c} holds {r['cluster_sizes'][c]} digits, {r['marked_share'][c]:.0%} "
+              f"of them marked, {r['border_fraction'][str(c)]:.0%} of |relevance| on the "
+              "border")
+    print(result["page"])
     return 0

@@ -1,0 +1,62 @@
+"""Heatmaps as SpRAy's feature vectors: channels summed, sum-pooled to a fixed size, normalised.
+
+Sum pooling keeps the relevance a region holds (average pooling would too, up to a constant);
+pooling to a fixed size makes classes of any resolution comparable and the kNN graph cheap.
+Each pooled map is scaled to unit Euclidean norm, so distances compare *where* relevance sits,
+not how much of it there is (an IG map and an LRP map of one digit differ in total relevance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pooling_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The ``(n_out, n_in)`` matrix of 1-D area sum pooling from ``n_in`` cells to ``n_out``.
+
+    Output cell ``i`` covers the input interval ``[i n_in / n_out, (i + 1) n_in / n_out)``; an
+    input cell cut by a boundary is split between both sides in proportion to its overlap, so
+    every column sums to 1 and the total is kept for any ``n_in``, ``n_out``.
+    """
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"pooling sizes must be positive, got {n_in} -> {n_out}")
+    edges = np.arange(n_out + 1) * (n_in / n_out)
+    left, right = edges[:-1, None], edges[1:, None]
+    cells = np.arange(n_in)[None, :]
+    overlap = np.minimum(right, cells + 1) - np.maximum(left, cells)
+    return np.clip(overlap, 0.0, None)
+
+
+def sum_pool(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Sum-pool ``(N, H, W)`` maps to ``(N, h, w)``; the sum of every map is kept."""
+    if maps.ndim != 3:
+        raise ValueError(f"sum_pool takes (N, H, W) maps, got shape {maps.shape}")
+    rows = pooling_matrix(maps.shape[1], size[0]).astype(maps.dtype)
+    cols = pooling_matrix(maps.shape[2], size[1]).astype(maps.dtype)
+    return np.einsum("ih,nhw,jw->nij", rows, maps, cols, optimize=True)
+
+
+def heatmap_features(attribution: np.ndarray, size: tuple[int, int] = (16, 16)
+                     ) -> np.ndarray:
+    """SpRAy's features of ``(N, C, H, W)`` (or ``(N, H, W)``) attributions: ``(N, h * w)``.
+
+    Channels are summed, the maps sum-pooled to ``size`` and each row scaled to unit L2 norm
+    (an all-zero map stays zero). float32, C-contiguous.
+    """
+    a = np.asarray(attribution, dtype=np.float32)
+    if a.ndim == 4:
+        a = a.sum(axis=1)
+    if a.ndim != 3:
+        raise ValueError("attributions must be shaped (N, C, H, W) or (N, H, W); got shape "
+                         f"{a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError("attributions contain NaN or infinite values")
+    pooled = sum_pool(a, size).reshape(len(a), -1)
+    norm = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return np.ascontiguousarray(pooled / np.where(norm > 0, norm, 1.0), dtype=np.float32)
+
+
+def channel_maps(attribution: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` float32 maps of ``(N, C, H, W)`` attributions, channels summed."""
+    a = np.asarray(attribution, dtype=np.float32)
+    return a.sum(axis=1) if a.ndim == 4 else a

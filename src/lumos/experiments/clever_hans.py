@@ -1,0 +1,229 @@
+"""``lumos demo --clever-hans``: plant a shortcut, then find it with SpRAy.
+
+The mnist-5k CNN is trained on digits where a fraction of one class (and no other) carries a
+small square mark, so the model can recognise those digits by the mark instead of their shape
+(a "Clever Hans", like the source tag on PASCAL VOC's horse photos in Lapuschkin et al. 2019).
+That class's digits are written as an ImageFolder (half of them marked, the training marks
+plus fresh marks on held-out digits), explained with LRP and IG through the dataset store
+(``folder:DIR``), and SpRAy clusters the heatmaps: the clustering the eigengap chooses should
+put the marked digits in a cluster of their own, measured by the adjusted Rand index against
+which digits carry the mark.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lumos.atomic import write_bytes_atomic
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A filled square of ``size`` pixels with its top-left corner at ``(top, left)``."""
+
+    top: int = 22
+    left: int = 2
+    size: int = 4
+    value: float = 1.0
+
+    def apply(self, x: Tensor) -> Tensor:
+        """A copy of ``(N, C, H, W)`` images with the mark drawn in."""
+        out = x.clone()
+        out[..., self.top:self.top + self.size, self.left:self.left + self.size] = self.value
+        return out
+
+
+@dataclass
+class CleverHansSettings:
+    """What decides the demo's numbers (written into ``clever-hans.json``)."""
+
+    digit: int = 8
+    fraction: float = 0.5  # of the digit's training images that carry the mark
+    mark: Mark = field(default_factory=Mark)
+    epochs: int = 6  # 0: the mnist-5k recipe's (15); 6 already separate the marks
+    others: int = 10  # held-out digits of each other class in the folder (labels stay real)
+    methods: tuple[str, ...] = ("lrp:epsilon-plus", "ig")
+    ig_tolerance: float = 0.02
+    ig_max_steps: int = 128
+
+
+def marked_training_set(s: CleverHansSettings, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """mnist-5k's training digits with the mark on ``s.fraction`` of class ``s.digit``; returns
+    images, labels and which images are marked."""
+    from lumos.data.samples import mnist5k
+
+    x, y = mnist5k("train")
+    marked = _pick(y == s.digit, s.fraction, seed)
+    x[marked] = s.mark.apply(x[marked])
+    return x, y, marked
+
+
+def _pick(candidates: Tensor, fraction: float, seed: int) -> Tensor:
+    """A random ``fraction`` of the ``True`` entries of ``candidates``, as a mask."""
+    where = candidates.nonzero().flatten()
+    gen = torch.Generator().manual_seed(seed)
+    chosen = where[torch.randperm(len(where), generator=gen)[:round(fraction * len(where))]]
+    mask = torch.zeros_like(candidates)
+    mask[chosen] = True
+    return mask
+
+
+def train(x: Tensor, y: Tensor, s: CleverHansSettings, seed: int, progress: bool,
+          device: str | torch.device = "cpu") -> nn.Module:
+    """The mnist-5k CNN trained with the zoo's recipe on ``(x, y)``; eval mode."""
+    from lumos.models.cnn import MnistCNN
+    from lumos.models.zoo import MNIST5K_RECIPE
+    from lumos.train import fit, random_shift
+
+    r = MNIST5K_RECIPE
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MnistCNN(**r["architecture"]["kwargs"])
+    fit(model, (x, y), None, epochs=s.epochs or r["epochs"], batch_size=r["batch_size"],
+        lr=r["lr"], weight_decay=r["weight_decay"], seed=seed, augment=random_shift(r["shift"]),
+        progress=progress, device=device)
+    return model.eval()
+
+
+def save_model(model: nn.Module, path: Path, s: CleverHansSettings) -> Path:
+    """A lumos checkpoint of the digit CNN (the store loads models from checkpoints)."""
+    from lumos.models.checkpoint import save_checkpoint
+    from lumos.models.zoo import MNIST5K_RECIPE
+
+    return save_checkpoint(path, model.cpu(), architecture=MNIST5K_RECIPE["architecture"],
+                           dataset=f"mnist-5k, {s.fraction:.0%} of digit {s.digit} marked",
+                           classes=[str(d) for d in range(10)],
+                           normalization={"mean": [0.0], "std": [1.0]},
+                           extra={"clever_hans": _plain(asdict(s))})
+
+
+def write_folder(root: Path, images: Tensor, labels: Tensor, marked: Tensor) -> Path:
+    """Write ``images`` as an ImageFolder ``root/<label>/<n>-marked|plain.png`` (grayscale)."""
+    from PIL import Image
+
+    counts: dict[int, int] = {}
+    for img, label, m in zip(images, labels.tolist(), marked.tolist(), strict=True):
+        n = counts.get(label, 0)
+        counts[label] = n + 1
+        pixels = np.round(img[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
+        path = root / str(label) / f"{n:05d}-{'marked' if m else 'plain'}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels, mode="L").save(path)
+    return root
+
+
+def explained_digits(s: CleverHansSettings, x_train: Tensor, y_train: Tensor,
+                     marked_train: Tensor, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The folder's images: every digit ``s.digit`` (training ones as trained, held-out ones
+    marked at the same rate) and ``s.others`` held-out digits of each other class."""
+    from lumos.data.samples import mnist5k
+
+    x_test, y_test = mnist5k("test")
+    fresh = _pick(y_test == s.digit, s.fraction, seed + 1)
+    x_test = torch.where(fresh[:, None, None, None], s.mark.apply(x_test), x_test)
+    keep = y_test == s.digit
+    for d in range(10):
+        if d != s.digit:
+            keep[(y_test == d).nonzero().flatten()[:s.others]] = True
+    mine = y_train == s.digit
+    return (torch.cat([x_train[mine], x_test[keep]]), torch.cat([y_train[mine], y_test[keep]]),
+            torch.cat([marked_train[mine], fresh[keep]]))
+
+
+def truth(folder: Path, class_name: str) -> np.ndarray:
+    """Which samples of class ``class_name`` in ``folder:DIR`` order carry the mark."""
+    from lumos.data.folder import scan
+
+    classes, samples = scan(folder)
+    label = classes.index(class_name)
+    return np.array([p.stem.endswith("marked") for p, y in samples if y == label])
+
+
+def spray_folder(checkpoint: Path, folder: Path, store: Path, class_name: str,
+                 marked: np.ndarray, methods: tuple[str, ...], ig: dict[str, Any],
+                 quiet: bool = False, device: str | torch.device | None = None
+                 ) -> dict[str, Any]:
+    """The pipeline: ``folder:DIR`` explained into a store, SpRAy on one class per method,
+    the adjusted Rand index of each eigengap clustering against ``marked`` (which of the
+    class's images, in the folder's sorted order, carry the mark), a static page."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from lumos.analysis import analyse
+    from lumos.explorer.static import write_page
+    from lumos.store.pipeline import explain_dataset
+
+    explain_dataset(str(checkpoint), f"folder:{folder}", list(methods), store, ig=ig,
+                    device=device, progress=not quiet, overwrite=True)
+    from lumos.store import open_store
+
+    with open_store(store) as st:
+        label = st.classes.index(class_name)
+    found: dict[str, Any] = {}
+    for key in methods:
+        _, (a,) = analyse(store, key, [label], compare=list(methods), progress=not quiet)
+        chosen = a.result.chosen
+        sizes = np.bincount(chosen, minlength=a.result.eigengap_k)
+        share = [float(marked[chosen == c].mean()) for c in range(a.result.eigengap_k)]
+        hans = int(np.argmax(share))
+        found[key] = {
+            "ari": float(adjusted_rand_score(marked, chosen)), "k": a.result.eigengap_k,
+            "eigenvalues": [round(float(v), 4) for v in a.result.eigenvalues[:8]],
+            "cluster_sizes": sizes.tolist(), "marked_share": [round(v, 3) for v in share],
+            "marked_cluster": hans, "summary": a.summary(),
+            "border_fraction": {str(c): round(float(a.border_fraction[chosen == c].mean()), 3)
+                                for c in range(a.result.eigengap_k)}}
+    page = write_page(store, store / "spray.html", list(methods))
+    return {"methods": found, "page": str(page), "samples": len(marked),
+            "marked": int(marked.sum())}
+
+
+def run_clever_hans(out: Path, s: CleverHansSettings | None = None, seed: int = 0,
+                    quiet: bool = False, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Train with the planted mark, explain, run SpRAy; writes ``out/clever-hans.json`` and
+    ``out/store/spray.html`` and returns the results."""
+    import time
+
+    s = s or CleverHansSettings()
+    begin = time.perf_counter()
+    say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
+    x, y, marked = marked_training_set(s, seed)
+    say(f"training the mnist-5k CNN; {int(marked.sum())} of {int((y == s.digit).sum())} "
+        f"training digits {s.digit} carry a {s.mark.size}x{s.mark.size} mark")
+    model = train(x, y, s, seed, not quiet, device)
+    checkpoint = save_model(model, out / "model.safetensors", s)
+    accuracy = _held_out(model, s, device)
+    folder = write_folder(out / "digits", *explained_digits(s, x, y, marked, seed))
+    result = spray_folder(checkpoint, folder, out / "store", str(s.digit),
+                          truth(folder, str(s.digit)), s.methods,
+                          {"tolerance": s.ig_tolerance, "max_steps": s.ig_max_steps}, quiet,
+                          device)
+    result.update({"settings": _plain(asdict(s)), "seed": seed, "accuracy": accuracy,
+                   "seconds": round(time.perf_counter() - begin, 1)})
+    write_bytes_atomic(json.dumps(result, indent=1).encode(), out / "clever-hans.json")
+    return result
+
+
+def _held_out(model: nn.Module, s: CleverHansSettings, device: Any) -> dict[str, float]:
+    """Accuracy on the clean held-out digits, and on digit ``s.digit`` with and without the
+    mark (the mark alone should not be needed for a good model)."""
+    from lumos.data.samples import mnist5k
+    from lumos.experiments.study import accuracy
+
+    x, y = mnist5k("test")
+    x, y = x.to(device), y.to(device)
+    mine = y == s.digit
+    return {"clean": round(accuracy(model, x, y), 4),
+            "digit_plain": round(accuracy(model, x[mine], y[mine]), 4),
+            "digit_marked": round(accuracy(model, s.mark.apply(x[mine]), y[mine]), 4),
+            "others_marked": round(accuracy(model, s.mark.apply(x[~mine]), y[~mine]), 4)}
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=list))
