@@ -127,23 +127,25 @@ class IntegratedGradients:
             if steps < 3 * k:
                 raise ValueError(f"max_steps must be at least {3 * k} (3 per baseline) for "
                                  f"adaptive IG, got {max_steps}")
-            res = integrate_adaptive(paths, tolerance, steps, atol)
-            attr = self._finish(paths, res.total)
-            f_x = res.f_end[: x.shape[0]].to(x.device)
-            f_base = res.f_start.view(k, -1).mean(0).to(x.device)
-            spent = res.n_steps
+            res = integrate_adaptive(paths, tolerance, steps, atol, self.multiply_by_inputs)
+            attr = res.attribution
+            f_x = res.f_end.to(device=x.device, dtype=attr.dtype)
+            f_base = res.f_start.to(device=x.device, dtype=attr.dtype)
+            spent, error = res.n_steps, res.error.to(device=x.device, dtype=attr.dtype)
         else:
             alphas, weights = quadrature.rule(quadrature.canonical_method(method), n_steps)
             attr = self._finish(paths, integrate_fixed(paths, alphas, weights))
             f_x, f_base = self._endpoint_scores(paths)
-            spent = torch.full((x.shape[0],), n_steps * k, dtype=torch.long)
+            spent, error = torch.full((x.shape[0],), n_steps * k, dtype=torch.long), None
         delta = _gap(attr, f_x, f_base)
         converged = self._converged(delta, f_x, f_base, tolerance, atol, x.dtype)
+        if n_steps is None:
+            converged = res.converged
         _warn_unconverged(converged, tolerance)
         return Explanation(attribution=attr, output=f_x, method=self.method,
                            target=None if tgt.classes is None else tgt.classes.clone(),
                            delta=delta, baseline_output=f_base, n_steps=spent,
-                           converged=converged)
+                           converged=converged, error=error)
 
     def _prepare(self, inputs: Tensor, baselines: BaselineLike, target: TargetLike,
                  internal_batch_size: ChunkLike) -> tuple[Tensor, Paths, Target]:
