@@ -34,6 +34,8 @@ from torch import Tensor
 from lumos.attribution.panels import Assessment, PathNodes, assess
 
 INITIAL_PANELS = 4
+#: Gradient evaluations per path before any refinement.
+INITIAL_NODES = 2 * INITIAL_PANELS + 1
 #: Share of the excess error that one round of marking aims to remove.
 MARKING = 0.5
 
@@ -175,7 +177,7 @@ def integrate_adaptive(paths, tolerance: float, max_steps: int,  # type: ignore[
     """Refine every path until its sample meets the tolerance or the step budget."""
     ref = _Refiner(paths, tolerance, atol, multiply_by_inputs)
     n, k = paths.n_samples, paths.n_baselines
-    start = np.linspace(0.0, 1.0, 2 * INITIAL_PANELS + 1)
+    start = np.linspace(0.0, 1.0, INITIAL_NODES)
     ref.evaluate(np.repeat(np.arange(paths.n_paths), start.size), np.tile(start, paths.n_paths))
     spent = np.full(n, k * start.size)
     active = np.ones(n, dtype=bool)

@@ -87,11 +87,12 @@ class PathNodes:
     def integral_and_v(self, scale: Tensor) -> tuple[Tensor, Tensor]:
         """``scale * T2`` over the whole path and ``scale * V`` per panel ``(n_panels, ...)``."""
         g = torch.stack(self.grads)
+        flat = g.flatten(1)
         w = torch.as_tensor(self.weights(), device=g.device, dtype=g.dtype)
-        total = torch.tensordot(w, g, dims=1) * scale
+        total = (w @ flat).view(g.shape[1:]) * scale
         quarter = torch.as_tensor(0.25 * self.widths, device=g.device, dtype=g.dtype)
-        curv = g[0:-2:2] - 2 * g[1::2] + g[2::2]
-        v = curv * quarter.view(-1, *[1] * (g.dim() - 1)) * scale
+        curv = flat[0:-2:2] - 2 * flat[1::2] + flat[2::2]
+        v = (curv * quarter[:, None]).view(-1, *g.shape[1:]) * scale
         return total, v
 
 
