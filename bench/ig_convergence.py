@@ -140,9 +140,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=["mnist", "random"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=1024, help="largest fixed count tried")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
     args = parser.parse_args()
     if args.device == "cpu":
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
     results = [compare(*MODELS[name](args.device), args.limit) for name in args.models]
     print(f"\noverall: {'PASS' if all(results) else 'FAIL'}")
     raise SystemExit(0 if all(results) else 1)
