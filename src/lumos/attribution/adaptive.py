@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from lumos.attribution.panels import Assessment, PathNodes, assess
+from lumos.attribution.paths import Paths
 
 INITIAL_PANELS = 4
 #: Gradient evaluations per path before any refinement.
@@ -55,7 +56,7 @@ class AdaptiveResult:
 class _Refiner:
     """State of the adaptive loop over all paths of a batch."""
 
-    def __init__(self, paths, tolerance: float, atol: float | None,  # type: ignore[no-untyped-def]
+    def __init__(self, paths: Paths, tolerance: float, atol: float | None,
                  multiply_by_inputs: bool) -> None:
         self.paths = paths
         self.tolerance = tolerance
@@ -70,7 +71,8 @@ class _Refiner:
         """Gradients at the given points, inserted into their paths."""
         ids = torch.as_tensor(path_ids, dtype=torch.long)
         alpha = torch.as_tensor(alphas, dtype=torch.float64)
-        f_all, h_all, g_all = [], [], []
+        f_all, h_all = [], []
+        g_all: list[Tensor] = []
         for rows, score, grad in self.paths.evaluate(ids, alpha):
             diff = self.diff[ids[rows].to(self.diff.device)]
             h_all.append((grad * diff).flatten(1).sum(1).double().cpu())
@@ -109,7 +111,7 @@ class _Refiner:
                  if self.atol is None else self.atol)
         return self.tolerance * abs(f_x - f_base) + slack
 
-    def map_slack(self, sample: int, state: Assessment) -> float:
+    def map_slack(self, state: Assessment) -> float:
         """Absolute floor of the map criterion: rounding level of the attribution."""
         eps = torch.finfo(self.diff.dtype).eps
         return self.tolerance * eps**0.5 * float(state.attribution.double().norm()) + 1e-300
@@ -140,14 +142,13 @@ class _Refiner:
         new_alpha = np.stack([left + 0.25 * w, left + 0.75 * w], 1).ravel()
         return new_ids, new_alpha
 
-    def finish(self, sample: int) -> Tensor:
-        """The sample's attribution; its node gradients are freed."""
-        attr = self.assess(sample).attribution
+    def finish(self, sample: int, state: Assessment) -> Tensor:
+        """The sample's attribution (from its last assessment); its node gradients are freed."""
         for p in self.group(sample):
             nodes = self.nodes[p]
             assert nodes is not None
             nodes.grads = []
-        return attr
+        return state.attribution
 
 
 def _doerfler(indicator: np.ndarray, share: float) -> np.ndarray:
@@ -172,8 +173,8 @@ def default_atol(tolerance: float, f_x: float, f_base: float, dtype: torch.dtype
     return tolerance * eps**0.5 * max(1.0, abs(f_x), abs(f_base))
 
 
-def integrate_adaptive(paths, tolerance: float, max_steps: int,  # type: ignore[no-untyped-def]
-                       atol: float | None, multiply_by_inputs: bool = True) -> AdaptiveResult:
+def integrate_adaptive(paths: Paths, tolerance: float, max_steps: int, atol: float | None,
+                       multiply_by_inputs: bool = True) -> AdaptiveResult:
     """Refine every path until its sample meets the tolerance or the step budget."""
     ref = _Refiner(paths, tolerance, atol, multiply_by_inputs)
     n, k = paths.n_samples, paths.n_baselines
@@ -190,14 +191,14 @@ def integrate_adaptive(paths, tolerance: float, max_steps: int,  # type: ignore[
             state, bound = ref.assess(int(s)), ref.bound(int(s))
             error[s] = state.error
             map_ok = state.error_abs <= (tolerance * float(state.attribution.double().norm())
-                                         + ref.map_slack(int(s), state))
+                                         + ref.map_slack(state))
             done[s] = map_ok and abs(state.gap) <= bound
             ids, alphas = (np.zeros(0, dtype=np.int64), np.zeros(0)) if done[s] else \
                 ref.marked(int(s), state, bound)
             room = (max_steps - spent[s]) // 2 * 2
             if done[s] or room <= 0 or ids.size == 0:
                 active[s] = False
-                attr[s] = ref.finish(int(s))
+                attr[s] = ref.finish(int(s), state)
                 continue
             new_ids.append(ids[:room])
             new_alpha.append(alphas[:room])
