@@ -198,3 +198,14 @@ def test_error_estimate_is_never_far_below_the_truth(seed, dtype, baselines) -> 
     assert exp.error.dtype == dtype
     true = map_error(exp.attribution, reference)
     assert bool((true <= 2 * exp.error.double() + 1e-6).all()), (true, exp.error)
+
+
+def test_without_multiplying_by_inputs_the_estimate_is_of_the_averaged_gradient() -> None:
+    model = random_mlp(3, nn.ReLU).double()
+    x = torch.randn(4, 7, dtype=torch.float64)
+    ig = lumos.IntegratedGradients(model, multiply_by_inputs=False)
+    exp = ig.explain(x, target=1, tolerance=1e-2, max_steps=4096)
+    reference = ig.attribute(x, target=1, n_steps=20_000, method="riemann_middle",
+                             internal_batch_size=None)
+    assert bool(exp.converged.all()) and bool((exp.error <= 1e-2).all())
+    assert bool((map_error(exp.attribution, reference) <= 2 * exp.error).all())
