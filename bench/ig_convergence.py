@@ -51,8 +51,8 @@ def reference(model: nn.Module, x: Tensor, target: Tensor) -> tuple[Tensor, floa
 
 
 def row(name: str, steps: str, err: Tensor, gap: Tensor, extra: str = "") -> None:
-    print(f"  {name:34s}{steps:>12s}{err.median().item():9.2%}{err.max().item():9.2%}"
-          f"{gap.max().item():9.2%}  {extra}")
+    print(f"  {name:34s}{steps:>12s}{err.median().item():9.3%}{err.max().item():9.3%}"
+          f"{gap.max().item():9.3%}  {extra}")
 
 
 def compare(label: str, model: nn.Module, x: Tensor, target: Tensor, limit: int) -> bool:
