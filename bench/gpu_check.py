@@ -60,8 +60,14 @@ def ig_checks(cuda: torch.device) -> None:
           f"rel err {rel_err(gpu, cpu):.2e}")
     exp = ig.explain(x.to(cuda), target=target, tolerance=0.01, internal_batch_size="auto")
     ratio = (exp.delta.abs() / (exp.output - exp.baseline_output).abs()).max().item()
-    check("IG adaptive on CUDA (auto chunks)", bool(exp.converged.all()) and ratio <= 0.01,
-          f"n_steps {exp.n_steps.tolist()}, max |delta|/|f(x)-f(x')| {ratio:.4f}")
+    check("IG adaptive on CUDA (auto chunks)", bool(exp.converged.all()) and ratio <= 0.01
+          and bool((exp.error <= 0.01).all()),
+          f"n_steps {exp.n_steps.tolist()}, max |delta|/|f(x)-f(x')| {ratio:.4f}, "
+          f"estimated map error {exp.error.max().item():.4f}")
+    ref = lumos.IntegratedGradients(model).explain(x, target=target, tolerance=0.01)
+    check("IG adaptive CUDA == CPU (steps, map, error estimate)",
+          torch.equal(ref.n_steps, exp.n_steps) and rel_err(exp.attribution, ref.attribution) < 1e-9
+          and rel_err(exp.error, ref.error) < 1e-6, f"n_steps {ref.n_steps.tolist()}")
 
     model32 = torchvision.models.resnet18(weights=None).eval().to(cuda)
     xb = torch.rand(16, 3, 224, 224, device=cuda)

@@ -33,7 +33,11 @@ class Explanation:
     n_steps:
         Gradient evaluations spent per sample (IG), else ``None``.
     converged:
-        Per-sample bool: did the sample reach the requested tolerance (adaptive IG).
+        Per-sample bool: did the sample reach the requested tolerance (adaptive IG: both the
+        estimated map error and the completeness gap).
+    error:
+        Per-sample estimate of the attribution map's relative L2 error
+        ``|attribution - exact| / |exact|`` (adaptive IG), else ``None``.
     layers:
         Per-layer relevance sums, ``{layer name: (N,) tensor}``, in order from output to input
         (LRP's conservation report).
@@ -47,6 +51,7 @@ class Explanation:
     baseline_output: Tensor | None = None
     n_steps: Tensor | None = None
     converged: Tensor | None = None
+    error: Tensor | None = None
     layers: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:

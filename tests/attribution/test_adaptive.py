@@ -1,4 +1,4 @@
-"""Adaptive IG: per-sample refinement to a completeness tolerance, honest reporting."""
+"""Adaptive IG: per-sample refinement until the estimated map error and the gap are small."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import lumos
-from helpers import small_cnn
+from helpers import small_cnn, untouched
 from lumos.attribution.integrated import ConvergenceWarning
 
 
@@ -31,12 +31,13 @@ class Counting(nn.Module):
 def test_every_sample_reaches_the_tolerance_and_reports_it() -> None:
     model = Counting(small_cnn())
     x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
-    exp = lumos.IntegratedGradients(model).explain(x, target=[0, 1, 2, 3], tolerance=1e-3,
+    exp = lumos.IntegratedGradients(model).explain(x, target=[0, 1, 2, 3], tolerance=1e-2,
                                                    internal_batch_size=None)
     gap = exp.output - exp.baseline_output
     assert exp.method == "ig" and exp.converged is not None and bool(exp.converged.all())
     assert torch.allclose(exp.delta, exp.attribution.flatten(1).sum(1) - gap, atol=1e-13)
-    assert bool((exp.delta.abs() <= 1e-3 * gap.abs() + 1e-9).all())
+    assert bool((exp.delta.abs() <= 1e-2 * gap.abs() + 1e-9).all())
+    assert exp.error is not None and bool((exp.error <= 1e-2).all())
     with torch.no_grad():
         assert torch.allclose(exp.output, model.model(x).gather(1, exp.target[:, None])[:, 0])
     # every gradient is paid once: the model saw exactly the reported evaluations (no
@@ -49,23 +50,23 @@ def test_tighter_tolerance_refines_and_converges_to_fine_fixed_rule() -> None:
     model = small_cnn()
     x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
     ig = lumos.IntegratedGradients(model)
-    loose = ig.explain(x, target=3, tolerance=1e-2)
-    tight = ig.explain(x, target=3, tolerance=1e-5, max_steps=2048)
-    assert bool((tight.n_steps >= loose.n_steps).all()) and bool(tight.converged.all())
-    reference = ig.attribute(x, target=3, n_steps=1000, method="riemann_middle")
-    err_tight = (tight.attribution - reference).abs().max()
-    err_loose = (loose.attribution - reference).abs().max()
-    assert err_tight < err_loose
+    loose = ig.explain(x, target=3, tolerance=5e-2)
+    tight = ig.explain(x, target=3, tolerance=5e-3)
+    assert bool((tight.n_steps > loose.n_steps).all()) and bool(tight.converged.all())
+    assert bool((tight.error <= 5e-3).all()) and bool((loose.error <= 5e-2).all())
+    reference = ig.attribute(x, target=3, n_steps=4000, method="riemann_middle")
+    assert bool((map_error(tight.attribution, reference) < map_error(loose.attribution,
+                                                                     reference)).all())
 
 
 def test_unconverged_samples_are_reported_with_a_warning() -> None:
     model = small_cnn()
     x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
-    with pytest.warns(ConvergenceWarning, match="did not reach the completeness tolerance"):
+    with pytest.warns(ConvergenceWarning, match="did not reach the tolerance"):
         exp = lumos.IntegratedGradients(model).explain(x, target=1, tolerance=1e-12,
-                                                       max_steps=5)
+                                                       max_steps=12)
     assert not bool(exp.converged.all())
-    assert bool((exp.n_steps <= 5).all())
+    assert bool((exp.n_steps <= 12).all()) and bool((exp.error > 1e-12).all())
     assert bool((exp.delta[~exp.converged].abs() > 0).all())
 
 
@@ -74,22 +75,22 @@ def test_score_constant_along_the_path_converges_immediately() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).double()
     x = torch.zeros(2, 4, dtype=torch.float64)
     exp = lumos.IntegratedGradients(model).explain(x, target=0)
-    assert bool(exp.converged.all()) and int(exp.n_steps.max()) == 3
-    assert float(exp.attribution.abs().max()) == 0.0
+    assert bool(exp.converged.all()) and int(exp.n_steps.max()) == 9  # the first 4 panels
+    assert float(exp.attribution.abs().max()) == 0.0 and float(exp.error.max()) == 0.0
 
 
 def test_several_baselines_converge_against_the_mean_baseline_output() -> None:
     model = small_cnn()
     x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
     exp = lumos.IntegratedGradients(model).explain(
-        x, target=2, baselines=["zero", "blur", 0.5], tolerance=1e-3)
+        x, target=2, baselines=["zero", "blur", 0.5], tolerance=1e-2)
     with torch.no_grad():
         bases = [torch.zeros_like(x), lumos.attribution.baselines.Blur()(x),
                  torch.full_like(x, 0.5)]
         mean_base = torch.stack([model(b)[:, 2] for b in bases]).mean(0)
     assert torch.allclose(exp.baseline_output, mean_base, atol=1e-12)
-    assert bool(exp.converged.all())
-    assert bool((exp.n_steps >= 9).all())  # at least 3 evaluations per baseline
+    assert bool(exp.converged.all()) and bool((exp.error <= 1e-2).all())
+    assert bool((exp.n_steps >= 27).all())  # at least 9 evaluations per baseline
 
 
 def test_fixed_explain_reports_the_same_numbers_as_attribute() -> None:
@@ -104,15 +105,15 @@ def test_fixed_explain_reports_the_same_numbers_as_attribute() -> None:
                                return_convergence_delta=True)
     assert exp.attribution.dtype == torch.float32
     assert torch.equal(exp.attribution, attr) and torch.allclose(exp.delta, delta)
-    assert exp.n_steps.tolist() == [20, 20]
+    assert exp.n_steps.tolist() == [20, 20] and exp.error is None
 
 
 def test_adaptive_float32_and_chunked() -> None:
     model = small_cnn().float()
     x = torch.rand(3, 1, 12, 12)
     ig = lumos.IntegratedGradients(model)
-    a = ig.explain(x, target=0, internal_batch_size=5)
-    b = ig.explain(x, target=0)
+    a = ig.explain(x, target=0, tolerance=0.05, internal_batch_size=5)
+    b = ig.explain(x, target=0, tolerance=0.05)
     assert torch.equal(a.n_steps, b.n_steps)
     assert torch.allclose(a.attribution, b.attribution, atol=1e-6)
     assert bool(b.converged.all())
@@ -133,3 +134,78 @@ def test_adaptive_meets_its_bound_on_random_relu_models(seed, dtype, tolerance) 
         exp.output.abs(), exp.baseline_output.abs()).double().clamp(min=1.0)
     assert bool(exp.converged.all()) and exp.attribution.dtype == dtype
     assert bool((exp.delta.abs().double() <= tolerance * gap + slack + 1e-6 * gap).all())
+
+
+def map_error(attr: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Relative L2 error of each sample's map against the reference."""
+    diff = (attr.double() - reference.double()).flatten(1).norm(dim=1)
+    return diff / reference.double().flatten(1).norm(dim=1)
+
+
+def random_mlp(seed: int, activation: type[nn.Module]) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(7, 16), activation(), nn.Linear(16, 16), activation(),
+                         nn.Linear(16, 4)).eval()
+
+
+def fine_reference(model: nn.Module, x: torch.Tensor, target: int,
+                   baselines: object = None) -> torch.Tensor:
+    """20,000-step midpoint rule in float64: accurate to ~1e-5 on these small MLPs (a
+    2,048-step Gauss-Legendre rule is off by up to 3e-3 on their few, large ReLU jumps)."""
+    ig = lumos.IntegratedGradients(model.double())
+    return ig.attribute(x.double(), target=target, baselines=baselines, n_steps=20_000,
+                        method="riemann_middle", internal_batch_size=None)
+
+
+@pytest.mark.slow
+def test_error_estimate_is_honest_on_random_mlps() -> None:
+    """Over 12 random models x 16 inputs x 2 tolerances: true <= estimate for >= 95% of the
+    samples and never above twice it; and every sample's map within its tolerance."""
+    ratios, within = [], []
+    for seed in range(12):
+        activation = (nn.ReLU, nn.Softplus, nn.ReLU6)[seed % 3]
+        model = random_mlp(seed, activation)
+        x = 2 * torch.randn(16, 7, dtype=torch.float64)
+        reference = fine_reference(model, x, seed % 4)
+        for tolerance in (1e-2, 2e-3):
+            with untouched(model):
+                exp = lumos.IntegratedGradients(model).explain(x, target=seed % 4,
+                                                               tolerance=tolerance,
+                                                               max_steps=4096)
+            assert bool(exp.converged.all())
+            true = map_error(exp.attribution, reference)
+            ratios.append(true / exp.error.double())
+            within.append(true <= 2 * tolerance)
+    ratio = torch.cat(ratios)
+    assert float((ratio <= 1).double().mean()) >= 0.95, ratio.sort().values[-20:]
+    assert float(ratio.max()) <= 2.0 and bool(torch.cat(within).all())
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), dtype=st.sampled_from([torch.float32, torch.float64]),
+       baselines=st.sampled_from([None, "uniform", ["zero", 0.5]]))
+def test_error_estimate_is_never_far_below_the_truth(seed, dtype, baselines) -> None:
+    """Random ReLU/Softplus MLPs, one or several baselines, both dtypes: the map is within
+    twice its estimate and the estimate within the tolerance."""
+    model = random_mlp(seed, (nn.ReLU, nn.Softplus)[seed % 2]).to(dtype)
+    x = torch.randn(6, 7, dtype=dtype)
+    torch.manual_seed(seed)  # the uniform baseline draws from the global generator
+    exp = lumos.IntegratedGradients(model).explain(x, target=seed % 4, tolerance=1e-2,
+                                                   baselines=baselines, max_steps=4096)
+    torch.manual_seed(seed)
+    reference = fine_reference(model, x, seed % 4, baselines)
+    assert bool(exp.converged.all()) and bool((exp.error <= 1e-2).all())
+    assert exp.error.dtype == dtype
+    true = map_error(exp.attribution, reference)
+    assert bool((true <= 2 * exp.error.double() + 1e-6).all()), (true, exp.error)
+
+
+def test_without_multiplying_by_inputs_the_estimate_is_of_the_averaged_gradient() -> None:
+    model = random_mlp(3, nn.ReLU).double()
+    x = torch.randn(4, 7, dtype=torch.float64)
+    ig = lumos.IntegratedGradients(model, multiply_by_inputs=False)
+    exp = ig.explain(x, target=1, tolerance=1e-2, max_steps=4096)
+    reference = ig.attribute(x, target=1, n_steps=20_000, method="riemann_middle",
+                             internal_batch_size=None)
+    assert bool(exp.converged.all()) and bool((exp.error <= 1e-2).all())
+    assert bool((map_error(exp.attribution, reference) <= 2 * exp.error).all())

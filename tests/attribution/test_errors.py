@@ -29,7 +29,7 @@ BAD_CALLS = [
     (ValueError, "n_steps must be at least 1", lambda ig: ig.attribute(X, target=0, n_steps=0)),
     (ValueError, "unknown integration method 'simpson'",
      lambda ig: ig.attribute(X, target=0, method="simpson")),
-    (ValueError, "max_steps must be at least 3", lambda ig: ig.explain(X, target=0, max_steps=2)),
+    (ValueError, "max_steps must be at least 9", lambda ig: ig.explain(X, target=0, max_steps=8)),
     (ValueError, "internal_batch_size must be a positive int",
      lambda ig: ig.attribute(X, target=0, internal_batch_size=0)),
     (ValueError, "tolerance must be >= 0", lambda ig: ig.explain(X, target=0, tolerance=-1)),

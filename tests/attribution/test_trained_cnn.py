@@ -1,13 +1,16 @@
-"""Adaptive IG on the trained mnist-5k CNN: every digit within 1% for under half the budget.
+"""Adaptive IG on the trained mnist-5k CNN: every digit's map within 1%, honestly estimated.
 
-The full comparison with Captum (and the minimal fixed count found by search) is in
-``bench/ig_convergence.py``; here the claim is checked directly: for every fixed
-Gauss-Legendre count up to twice the adaptive mean, at least one digit is still outside 1%.
+The comparison with fixed Gauss-Legendre (the budget it needs for every map within 1%) is in
+``bench/ig_convergence.py``; here the true map error of 12 held-out digits is measured against
+a 2,048-step float64 Gauss-Legendre reference.
 """
 
 from __future__ import annotations
 
+import copy
+
 import pytest
+import torch
 from torch import nn
 
 import lumos
@@ -16,20 +19,22 @@ from lumos.data.samples import mnist5k
 
 
 @pytest.mark.slow
-def test_adaptive_needs_under_half_the_fixed_gauss_legendre_steps(
+def test_adaptive_map_error_within_tolerance_and_estimate_honest(
         trained_mnist_cnn: nn.Module) -> None:
     model = trained_mnist_cnn
     x, y = mnist5k("test")
-    x, y = x[:64], y[:64]  # the split interleaves the classes
-    ig = lumos.IntegratedGradients(model)
+    x, y = x[:12], y[:12]  # the split interleaves the classes
     with untouched(model):
-        exp = ig.explain(x, target=y, tolerance=0.01)
-        assert bool(exp.converged.all())
-        gap = (exp.output - exp.baseline_output).abs()
-        assert bool((exp.delta.abs() <= 0.01 * gap + 1e-5).all())
-        mean = float(exp.n_steps.double().mean())
-        for n in range(1, int(2 * mean) + 1):
-            _, delta = ig.attribute(x, target=y, n_steps=n, return_convergence_delta=True)
-            assert not bool((delta.abs() <= 0.01 * gap).all()), (
-                f"fixed Gauss-Legendre with {n} steps already brings every digit within 1%; "
-                f"adaptive mean {mean:.1f}")
+        exp = lumos.IntegratedGradients(model).explain(x, target=y, tolerance=0.01)
+    reference = lumos.IntegratedGradients(copy.deepcopy(model).double()).attribute(
+        x.double(), target=y, n_steps=2048)
+    true = ((exp.attribution.double() - reference).flatten(1).norm(dim=1)
+            / reference.flatten(1).norm(dim=1))
+    gap = (exp.delta.abs() / (exp.output - exp.baseline_output).abs()).double()
+    assert bool(exp.converged.all()) and bool((exp.error <= 0.01).all())
+    assert bool((true <= 0.01).all()), true.max()
+    assert bool((gap <= 0.01).all())
+    ratio = true / exp.error.double()
+    assert int((ratio > 1).sum()) <= 1 and float(ratio.max()) <= 2.0, ratio.sort().values[-4:]
+    assert float(exp.n_steps.double().mean()) <= 64  # half of the 128 fixed steps (bench)
+    assert torch.isfinite(exp.error).all()

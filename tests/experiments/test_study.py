@@ -30,3 +30,24 @@ def test_explain_all_times_each_method_where_it_ran_and_store_keeps_it(tmp_path:
     loaded = store.load(tmp_path, "h")
     assert loaded is not None
     assert {k: r.device for k, r in loaded[1].items()} == {k: "cpu" for k in results}
+
+
+def test_ig_map_error_is_kept_in_batches_the_store_and_the_report(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = small_cnn().eval()
+    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
+    target = torch.zeros(3, dtype=torch.long)
+    domain = Domain(torch.zeros(1, 1, 1, 1, dtype=torch.float64),
+                    torch.ones(1, 1, 1, 1, dtype=torch.float64))
+    results = explain_all(model, x, target, [parse("ig")], domain, batch_size=2,
+                          options={"ig": {"tolerance": 0.05}})
+    exp = results["ig"].explanation
+    assert exp is not None and exp.error is not None and exp.error.shape == (3,)
+    assert bool((exp.error <= 0.05).all())
+    caption = sections.axiom_figures(results, "test")[0].caption
+    assert "estimated map error" in caption
+    store.save(tmp_path, {"x": x}, results, {}, {"config_hash": "h"})
+    loaded = store.load(tmp_path, "h")
+    assert loaded is not None
+    kept = loaded[1]["ig"].explanation
+    assert kept is not None and kept.error is not None and torch.equal(kept.error, exp.error)

@@ -1,25 +1,26 @@
-"""Adaptive path integration: per-sample refinement until IG's completeness gap is small.
+"""Adaptive path integration: per-sample refinement until IG's *map* and its sum are accurate.
 
-The scalar integrand of a path is ``h(a) = grad f(x' + a (x - x')) . (x - x')``, and its integral
-over a panel ``[a, b]`` is known exactly: ``f(b) - f(a)``. Every gradient evaluation also runs
-the forward pass, so each node of the path comes with ``f`` for free. lumos integrates with the
-trapezoid rule on panels whose end points are nodes; then every panel has an *exact* error
-``e = (b - a) (h(a) + h(b)) / 2 - (f(b) - f(a))`` and the completeness gap ``delta`` is their sum.
+Every path is cut into panels evaluated at both ends and the midpoint (see
+:mod:`lumos.attribution.panels`): the attribution is the two-half-panel trapezoid rule, and the
+difference to the one-panel rule, a vector per panel, estimates the relative L2 error of the
+whole attribution map, ``|A - IG| / |IG|``, from the gradients already paid for. The scalar
+integrand ``grad f . (x - x')`` integrates exactly to ``f(b) - f(a)`` on every panel (the
+forward pass of each gradient gives ``f`` for free), so the completeness gap ``delta`` is also
+known per panel.
 
-Refinement bisects the panels that carry most of the error (Dörfler marking: the fewest panels
-whose ``|e|`` add up to 30% of the excess over the bound), which reuses both end points: one
-new gradient per split panel. This suits ReLU networks, whose gradient along the path is
-piecewise constant: a panel without a kink is already exact, and a panel holding one kink
-loses about half its error per split, while raising a global Gauss-Legendre order cannot
-resolve the jumps.
+A sample is done when both hold: estimated map error ``<= tolerance`` and
+``|delta| <= tolerance * |f(x) - f(x')| + atol`` (with several baselines: the mean gap against
+the mean baseline output, and the error of the mean map). Until then each round splits the
+panels that carry most of the estimate (Dörfler marking: the fewest panels whose ``|V|^2`` add
+up to a share of the excess), and those that carry most of the gap while it is too large; a
+split panel's three nodes are all reused and two new midpoints are evaluated. ReLU networks
+have piecewise constant gradients along the path: panels around the kinks get refined, flat
+stretches stay coarse. All unfinished samples (and all their baselines) are refined together,
+one batched model call per round. A sample stops unfinished when the next round would exceed
+``max_steps`` gradient evaluations and is reported as not converged.
 
-All unfinished samples (and all their baselines) are refined together, one batched model call
-per round. A sample stops when ``|delta| <= tolerance * |f(x) - f(x')| + atol`` (with several
-baselines: the mean gap against the mean baseline output), or when another round would exceed
-``max_steps`` gradient evaluations; such samples are reported as not converged.
-
-Memory: a split changes the weights of its end points, so every node's gradient is kept until
-the loop ends (``sum(n_steps)`` input-sized tensors); the fixed rules keep one chunk at a time.
+Memory: a sample's node gradients are kept until it is done (its ``n_steps`` input-sized
+tensors), then folded into its attribution and freed.
 """
 
 from __future__ import annotations
@@ -30,147 +31,136 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lumos.attribution.panels import Assessment, PathNodes, assess
 from lumos.attribution.paths import Paths
 
-INITIAL_PANELS = 2
-MARKING = 0.3
-
-
-@dataclass
-class _Path:
-    """Nodes of one path with the score and scalar integrand at each, and their grad rows."""
-
-    alpha: np.ndarray
-    f: np.ndarray
-    h: np.ndarray
-    row: np.ndarray
-
-    def errors(self) -> np.ndarray:
-        width = np.diff(self.alpha)
-        return 0.5 * width * (self.h[:-1] + self.h[1:]) - np.diff(self.f)
-
-    def weights(self) -> np.ndarray:
-        width = np.diff(self.alpha)
-        w = np.zeros_like(self.alpha)
-        w[:-1] += 0.5 * width
-        w[1:] += 0.5 * width
-        return w
-
-    def insert(self, alpha: np.ndarray, f: np.ndarray, h: np.ndarray, row: np.ndarray) -> None:
-        order = np.argsort(np.concatenate([self.alpha, alpha]), kind="stable")
-        self.alpha = np.concatenate([self.alpha, alpha])[order]
-        self.f = np.concatenate([self.f, f])[order]
-        self.h = np.concatenate([self.h, h])[order]
-        self.row = np.concatenate([self.row, row])[order]
+INITIAL_PANELS = 4
+#: Gradient evaluations per path before any refinement.
+INITIAL_NODES = 2 * INITIAL_PANELS + 1
+#: Share of the excess error that one round of marking aims to remove.
+MARKING = 0.5
 
 
 @dataclass
 class AdaptiveResult:
-    """Weighted gradient sums per path and the bookkeeping of the refinement."""
+    """Per-sample attribution and the bookkeeping of the refinement."""
 
-    total: Tensor
+    attribution: Tensor
     f_end: Tensor
     f_start: Tensor
     n_steps: Tensor
     converged: Tensor
+    error: Tensor
 
 
 class _Refiner:
     """State of the adaptive loop over all paths of a batch."""
 
-    def __init__(self, paths: Paths, tolerance: float, atol: float | None) -> None:
+    def __init__(self, paths: Paths, tolerance: float, atol: float | None,
+                 multiply_by_inputs: bool) -> None:
         self.paths = paths
         self.tolerance = tolerance
         self.atol = atol
-        self.diff = paths.difference()
-        self.grads: list[Tensor] = []
-        self.n_rows = 0
-        self.state: list[_Path | None] = [None] * paths.n_paths
+        diff = paths.difference()
+        self.diff = diff
+        k = paths.n_baselines
+        self.scale = diff / k if multiply_by_inputs else torch.full_like(diff[:1], 1.0 / k)
+        self.nodes: list[PathNodes | None] = [None] * paths.n_paths
 
     def evaluate(self, path_ids: np.ndarray, alphas: np.ndarray) -> None:
-        """Gradients at the given points, stored and inserted into their paths."""
-        paths = torch.as_tensor(path_ids, dtype=torch.long)
+        """Gradients at the given points, inserted into their paths."""
+        ids = torch.as_tensor(path_ids, dtype=torch.long)
         alpha = torch.as_tensor(alphas, dtype=torch.float64)
         f_all, h_all = [], []
-        for rows, score, grad in self.paths.evaluate(paths, alpha):
-            diff = self.diff[paths[rows].to(self.diff.device)]
+        g_all: list[Tensor] = []
+        for rows, score, grad in self.paths.evaluate(ids, alpha):
+            diff = self.diff[ids[rows].to(self.diff.device)]
             h_all.append((grad * diff).flatten(1).sum(1).double().cpu())
             f_all.append(score.double().cpu())
-            self.grads.append(grad)
+            g_all.extend(g.clone() for g in grad)  # own storage: freed when its sample is done
         f, h = torch.cat(f_all).numpy(), torch.cat(h_all).numpy()
-        rows_np = np.arange(self.n_rows, self.n_rows + len(path_ids))
-        self.n_rows += len(path_ids)
         for p in np.unique(path_ids):
-            sel = path_ids == p
-            item = _Path(alphas[sel], f[sel], h[sel], rows_np[sel])
-            current = self.state[p]
+            sel = np.flatnonzero(path_ids == p)
+            current = self.nodes[p]
+            grads = [g_all[i] for i in sel]
             if current is None:
-                order = np.argsort(item.alpha)
-                self.state[p] = _Path(item.alpha[order], item.f[order], item.h[order],
-                                      item.row[order])
+                order = np.argsort(alphas[sel], kind="stable")
+                self.nodes[p] = PathNodes(alphas[sel][order], f[sel][order], h[sel][order],
+                                          [grads[i] for i in order])
             else:
-                current.insert(item.alpha, item.f, item.h, item.row)
-
-    def path(self, p: int) -> _Path:
-        state = self.state[p]
-        assert state is not None
-        return state
+                current.insert(alphas[sel], f[sel], h[sel], grads)
 
     def group(self, sample: int) -> list[int]:
         return list(range(sample, self.paths.n_paths, self.paths.n_samples))
 
-    def gap_and_bound(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-sample completeness gap and the bound it must reach."""
-        n = self.paths.n_samples
-        gap, bound = np.zeros(n), np.zeros(n)
-        for s in range(n):
-            members = [self.path(p) for p in self.group(s)]
-            gap[s] = np.mean([m.errors().sum() for m in members])
-            f_x = members[0].f[-1]
-            f_base = float(np.mean([m.f[0] for m in members]))
-            slack = (default_atol(self.tolerance, f_x, f_base, self.diff.dtype)
-                     if self.atol is None else self.atol)
-            bound[s] = self.tolerance * abs(f_x - f_base) + slack
-        return gap, bound
+    def members(self, sample: int) -> list[PathNodes]:
+        out = [self.nodes[p] for p in self.group(sample)]
+        assert all(m is not None for m in out)
+        return out  # type: ignore[return-value]
 
-    def marked(self, sample: int, bound: float) -> tuple[np.ndarray, np.ndarray]:
-        """Midpoints of the panels to split next for one sample (Dörfler marking)."""
-        ids, lefts, widths, errs = [], [], [], []
+    def assess(self, sample: int) -> Assessment:
+        scales = [self.scale[p if self.scale.shape[0] > 1 else 0] for p in self.group(sample)]
+        return assess(self.members(sample), scales)
+
+    def bound(self, sample: int) -> float:
+        """The completeness bound ``tolerance * |f(x) - f(x')| + atol`` of one sample."""
+        members = self.members(sample)
+        f_x = float(members[0].f[-1])
+        f_base = float(np.mean([m.f[0] for m in members]))
+        slack = (default_atol(self.tolerance, f_x, f_base, self.diff.dtype)
+                 if self.atol is None else self.atol)
+        return self.tolerance * abs(f_x - f_base) + slack
+
+    def map_slack(self, state: Assessment) -> float:
+        """Absolute floor of the map criterion: rounding level of the attribution."""
+        eps = torch.finfo(self.diff.dtype).eps
+        return self.tolerance * eps**0.5 * float(state.attribution.double().norm()) + 1e-300
+
+    def marked(self, sample: int, state: Assessment, bound: float) -> tuple[np.ndarray, ...]:
+        """New node positions ``(path ids, alphas)`` for the panels to split next."""
+        ids, lefts, widths = [], [], []
+        for p, nodes in zip(self.group(sample), self.members(sample), strict=True):
+            ids.append(np.full(nodes.widths.shape, p))
+            lefts.append(nodes.lefts)
+            widths.append(nodes.widths)
+        pick = np.zeros(state.panel_v.shape, dtype=bool)
+        target = self.tolerance * float(state.attribution.double().norm())
+        if state.error_abs > target:
+            share = 1.0 - (target / state.error_abs) ** 2
+            pick |= _doerfler(state.panel_v, MARKING * share)
+        if abs(state.gap) > bound:
+            excess = 1.0 - bound / abs(state.gap)
+            pick |= _doerfler(state.panel_gap, MARKING * excess)
+        width = np.concatenate(widths)
+        pick &= width > 1e-9
+        order = np.flatnonzero(pick)
+        order = order[np.argsort(-(state.panel_v[order] / max(state.panel_v.sum(), 1e-300)
+                                   + state.panel_gap[order] / max(state.panel_gap.sum(), 1e-300)),
+                                 kind="stable")]
+        left, w = np.concatenate(lefts)[order], width[order]
+        new_ids = np.repeat(np.concatenate(ids)[order], 2)
+        new_alpha = np.stack([left + 0.25 * w, left + 0.75 * w], 1).ravel()
+        return new_ids, new_alpha
+
+    def finish(self, sample: int, state: Assessment) -> Tensor:
+        """The sample's attribution (from its last assessment); its node gradients are freed."""
         for p in self.group(sample):
-            st = self.path(p)
-            e = np.abs(st.errors())
-            ids.append(np.full(e.shape, p))
-            lefts.append(st.alpha[:-1])
-            widths.append(np.diff(st.alpha))
-            errs.append(e)
-        err = np.concatenate(errs)
-        order = np.argsort(-err, kind="stable")
-        cum = np.cumsum(err[order])
-        goal = MARKING * max(cum[-1] - bound * len(ids), 0.0)
-        count = int(np.searchsorted(cum, goal)) + 1
-        pick = order[:count]
-        pick = pick[np.concatenate(widths)[pick] > 1e-12]
-        return (np.concatenate(ids)[pick],
-                np.concatenate(lefts)[pick] + 0.5 * np.concatenate(widths)[pick])
+            nodes = self.nodes[p]
+            assert nodes is not None
+            nodes.grads = []
+        return state.attribution
 
-    def result(self, done: np.ndarray) -> AdaptiveResult:
-        """Trapezoid sums over the final nodes of every path."""
-        grads = torch.cat(self.grads)
-        weight = torch.zeros(self.n_rows, dtype=torch.float64)
-        target = torch.zeros(self.n_rows, dtype=torch.long)
-        for p in range(self.paths.n_paths):
-            st = self.path(p)
-            weight[st.row] = torch.as_tensor(st.weights())
-            target[st.row] = p
-        w = weight.to(device=grads.device, dtype=grads.dtype)
-        total = torch.zeros_like(self.diff)
-        total.index_add_(0, target.to(grads.device), grads * w.view(-1, *[1] * (grads.dim() - 1)))
-        f_end = torch.tensor([self.path(p).f[-1] for p in range(self.paths.n_paths)])
-        f_start = torch.tensor([self.path(p).f[0] for p in range(self.paths.n_paths)])
-        steps = torch.zeros(self.paths.n_samples, dtype=torch.long)
-        for p in range(self.paths.n_paths):
-            steps[p % self.paths.n_samples] += len(self.path(p).alpha)
-        return AdaptiveResult(total, f_end, f_start, steps, torch.as_tensor(done))
+
+def _doerfler(indicator: np.ndarray, share: float) -> np.ndarray:
+    """The fewest entries whose sum reaches ``share`` of the total (at least one)."""
+    pick = np.zeros(indicator.shape, dtype=bool)
+    total = float(indicator.sum())
+    if total <= 0.0 or share <= 0.0:
+        return pick
+    order = np.argsort(-indicator, kind="stable")
+    count = int(np.searchsorted(np.cumsum(indicator[order]), share * total)) + 1
+    pick[order[:count]] = True
+    return pick
 
 
 def default_atol(tolerance: float, f_x: float, f_base: float, dtype: torch.dtype) -> float:
@@ -183,27 +173,40 @@ def default_atol(tolerance: float, f_x: float, f_base: float, dtype: torch.dtype
     return tolerance * eps**0.5 * max(1.0, abs(f_x), abs(f_base))
 
 
-def integrate_adaptive(paths: Paths, tolerance: float, max_steps: int,
-                       atol: float | None) -> AdaptiveResult:
+def integrate_adaptive(paths: Paths, tolerance: float, max_steps: int, atol: float | None,
+                       multiply_by_inputs: bool = True) -> AdaptiveResult:
     """Refine every path until its sample meets the tolerance or the step budget."""
-    ref = _Refiner(paths, tolerance, atol)
-    start = np.linspace(0.0, 1.0, INITIAL_PANELS + 1)
+    ref = _Refiner(paths, tolerance, atol, multiply_by_inputs)
+    n, k = paths.n_samples, paths.n_baselines
+    start = np.linspace(0.0, 1.0, INITIAL_NODES)
     ref.evaluate(np.repeat(np.arange(paths.n_paths), start.size), np.tile(start, paths.n_paths))
-    spent = np.full(paths.n_samples, paths.n_baselines * start.size)
-    active = np.ones(paths.n_samples, dtype=bool)
-    while True:
-        gap, bound = ref.gap_and_bound()
-        active &= ~(np.abs(gap) <= bound)
+    spent = np.full(n, k * start.size)
+    active = np.ones(n, dtype=bool)
+    done = np.zeros(n, dtype=bool)
+    error = np.zeros(n)
+    attr: list[Tensor | None] = [None] * n
+    while active.any():
         new_ids, new_alpha = [], []
         for s in np.flatnonzero(active):
-            ids, alphas = ref.marked(int(s), float(bound[s]))
-            room = max_steps - spent[s]
-            if room <= 0 or ids.size == 0:
+            state, bound = ref.assess(int(s)), ref.bound(int(s))
+            error[s] = state.error
+            map_ok = state.error_abs <= (tolerance * float(state.attribution.double().norm())
+                                         + ref.map_slack(state))
+            done[s] = map_ok and abs(state.gap) <= bound
+            ids, alphas = (np.zeros(0, dtype=np.int64), np.zeros(0)) if done[s] else \
+                ref.marked(int(s), state, bound)
+            room = (max_steps - spent[s]) // 2 * 2
+            if done[s] or room <= 0 or ids.size == 0:
                 active[s] = False
+                attr[s] = ref.finish(int(s), state)
                 continue
             new_ids.append(ids[:room])
             new_alpha.append(alphas[:room])
             spent[s] += min(ids.size, room)
-        if not new_ids:
-            return ref.result(np.abs(gap) <= bound)
-        ref.evaluate(np.concatenate(new_ids), np.concatenate(new_alpha))
+        if new_ids:
+            ref.evaluate(np.concatenate(new_ids), np.concatenate(new_alpha))
+    f_end = torch.tensor([ref.members(s)[0].f[-1] for s in range(n)])
+    f_start = torch.tensor([float(np.mean([m.f[0] for m in ref.members(s)])) for s in range(n)])
+    stacked = torch.stack([a for a in attr if a is not None])
+    return AdaptiveResult(stacked, f_end, f_start, torch.as_tensor(spent, dtype=torch.long),
+                          torch.as_tensor(done), torch.as_tensor(error))

@@ -2,8 +2,9 @@
 
 ``attribute`` follows ``captum.attr.IntegratedGradients.attribute`` (same argument names,
 defaults and method names), so switching is a change of import. ``explain`` adds what Captum
-lacks: per-sample adaptive refinement until the completeness gap is within a tolerance, and an
-:class:`~lumos.explanation.Explanation` that reports the gap, the scores and the steps spent.
+lacks: per-sample adaptive refinement until the estimated error of the attribution map and the
+completeness gap are within a tolerance, and an :class:`~lumos.explanation.Explanation` that
+reports both, the scores and the steps spent.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 
 from lumos.attribution import quadrature
-from lumos.attribution.adaptive import default_atol, integrate_adaptive
+from lumos.attribution.adaptive import INITIAL_NODES, default_atol, integrate_adaptive
 from lumos.attribution.baselines import BaselineLike, resolve
 from lumos.attribution.checks import check_input
 from lumos.attribution.gradient import Model, check_model
@@ -24,7 +25,7 @@ from lumos.explanation import Explanation
 
 
 class ConvergenceWarning(UserWarning):
-    """Some samples did not reach the requested completeness tolerance."""
+    """Some samples did not reach the requested tolerance (map error or completeness)."""
 
 
 def integrate_fixed(paths: Paths, alphas: Tensor, weights: Tensor) -> Tensor:
@@ -104,9 +105,11 @@ class IntegratedGradients:
                 tolerance: float = 0.01, max_steps: int = 512, n_steps: int | None = None,
                 method: str = "gauss_legendre", internal_batch_size: ChunkLike = "auto",
                 atol: float | None = None) -> Explanation:
-        """IG with its completeness report; adaptive unless ``n_steps`` is given.
+        """IG with its error report; adaptive unless ``n_steps`` is given.
 
-        Adaptive mode (``n_steps=None``) refines each sample's path separately until
+        Adaptive mode (``n_steps=None``) refines each sample's path separately until both the
+        estimated relative L2 error of its attribution map, ``|A - IG| / |IG|``, is at most
+        ``tolerance`` (``Explanation.error``) and its completeness gap satisfies
         ``|sum(attribution) - (f(x) - f(x'))| <= tolerance * |f(x) - f(x')| + atol``, reusing
         every gradient (see :mod:`lumos.attribution.adaptive`); ``method`` is then unused.
         ``atol`` defaults to ``tolerance * sqrt(eps) * max(1, |f(x)|, |f(x')|)``, so samples
@@ -114,9 +117,9 @@ class IntegratedGradients:
         that would need more than ``max_steps`` gradient evaluations stop there and are marked
         ``converged=False`` with a :class:`ConvergenceWarning`.
 
-        With ``n_steps`` the fixed rule ``method`` is used and ``converged`` says whether each
-        sample met the same criterion. ``n_steps`` in the result counts gradient evaluations
-        per sample (over all its baselines).
+        With ``n_steps`` the fixed rule ``method`` is used, ``error`` is ``None`` and
+        ``converged`` says whether each sample met the completeness criterion. ``n_steps`` in
+        the result counts gradient evaluations per sample (over all its baselines).
         """
         x, paths, tgt = self._prepare(inputs, baselines, target, internal_batch_size)
         if not tolerance >= 0:
@@ -124,26 +127,28 @@ class IntegratedGradients:
         k = paths.n_baselines
         if n_steps is None:
             steps = quadrature.check_steps(max_steps, "riemann_trapezoid")
-            if steps < 3 * k:
-                raise ValueError(f"max_steps must be at least {3 * k} (3 per baseline) for "
-                                 f"adaptive IG, got {max_steps}")
-            res = integrate_adaptive(paths, tolerance, steps, atol)
-            attr = self._finish(paths, res.total)
-            f_x = res.f_end[: x.shape[0]].to(x.device)
-            f_base = res.f_start.view(k, -1).mean(0).to(x.device)
-            spent = res.n_steps
+            if steps < INITIAL_NODES * k:
+                raise ValueError(f"max_steps must be at least {INITIAL_NODES * k} "
+                                 f"({INITIAL_NODES} per baseline) for adaptive IG, got {max_steps}")
+            res = integrate_adaptive(paths, tolerance, steps, atol, self.multiply_by_inputs)
+            attr = res.attribution
+            f_x = res.f_end.to(device=x.device, dtype=attr.dtype)
+            f_base = res.f_start.to(device=x.device, dtype=attr.dtype)
+            spent, error = res.n_steps, res.error.to(device=x.device, dtype=attr.dtype)
         else:
             alphas, weights = quadrature.rule(quadrature.canonical_method(method), n_steps)
             attr = self._finish(paths, integrate_fixed(paths, alphas, weights))
             f_x, f_base = self._endpoint_scores(paths)
-            spent = torch.full((x.shape[0],), n_steps * k, dtype=torch.long)
+            spent, error = torch.full((x.shape[0],), n_steps * k, dtype=torch.long), None
         delta = _gap(attr, f_x, f_base)
         converged = self._converged(delta, f_x, f_base, tolerance, atol, x.dtype)
+        if n_steps is None:
+            converged = res.converged
         _warn_unconverged(converged, tolerance)
         return Explanation(attribution=attr, output=f_x, method=self.method,
                            target=None if tgt.classes is None else tgt.classes.clone(),
                            delta=delta, baseline_output=f_base, n_steps=spent,
-                           converged=converged)
+                           converged=converged, error=error)
 
     def _prepare(self, inputs: Tensor, baselines: BaselineLike, target: TargetLike,
                  internal_batch_size: ChunkLike) -> tuple[Tensor, Paths, Target]:
@@ -183,6 +188,7 @@ def _warn_unconverged(converged: Tensor, tolerance: float) -> None:
     if bool(converged.all()):
         return
     bad = (~converged).nonzero()[:, 0].tolist()
-    warnings.warn(f"{len(bad)} of {converged.numel()} samples did not reach the completeness "
-                  f"tolerance {tolerance} (samples {bad[:10]}); raise max_steps or n_steps, "
-                  f"and see Explanation.converged and .delta", ConvergenceWarning, stacklevel=3)
+    warnings.warn(f"{len(bad)} of {converged.numel()} samples did not reach the tolerance "
+                  f"{tolerance} (estimated map error and completeness gap; samples {bad[:10]}); "
+                  f"raise max_steps or n_steps, and see Explanation.converged, .error and .delta",
+                  ConvergenceWarning, stacklevel=3)

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("lumos-out/explain"),
                         help="output folder (default: lumos-out/explain)")
     parser.add_argument("--tolerance", type=float, default=0.02,
-                        help="IG completeness tolerance, relative (default: 0.02)")
+                        help="IG tolerance, relative: estimated map error and completeness gap "
+                             "(default: 0.02)")
 
 
 def run(args: argparse.Namespace) -> int:

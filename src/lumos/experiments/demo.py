@@ -159,7 +159,9 @@ def _mnist_part(out: Path, settings: DemoSettings, seed: int, progress: Progress
         "Pixel flipping with fill 0 in "
         f"{settings.flip_steps} steps, softmax score of the predicted class; mean ± standard "
         "error. MoRF AOPC: higher is better; LeRF AOPC: lower is better; axiom gap: |completeness "
-        "(IG) or conservation (LRP) error| relative to the explained score change."),
+        "(IG) or conservation (LRP) error| relative to the explained score change; map error: "
+        "IG's own estimate of |A - IG|_2 / |IG|_2 (adaptive integration stops when both are "
+        "within the tolerance)."),
         sections.curves_figure(measured, titles, "morf", "Most relevant pixels first: a "
                                "faithful method makes the class probability fall fast."),
         sections.curves_figure(measured, titles, "lerf", "Least relevant pixels first: a "

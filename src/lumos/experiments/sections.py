@@ -61,11 +61,15 @@ def metrics_table(results: Mapping[str, Result], measured: Mapping[str, Measured
         lerf = mean_se(_aopc(m.lerf))
         gap = axiom_gap(r.explanation) if r is not None and r.explanation is not None else None
         gap_v = mean_se(gap) if gap is not None else None
+        error = r.explanation.error if r is not None and r.explanation is not None else None
+        error_v = mean_se(error) if error is not None else None
         per_input = (r.seconds / max(1, len(m.morf))) if r is not None else None
         name = r.method.title if r is not None else key
-        rows.append((name, [morf, lerf, gap_v, per_input]))
-    return Table(columns=["MoRF AOPC", "LeRF AOPC", "axiom gap (relative)", "seconds / input"],
-                 rows=rows, best=["max", "min", "min", "min"], title=title, caption=caption)
+        rows.append((name, [morf, lerf, gap_v, error_v, per_input]))
+    return Table(columns=["MoRF AOPC", "LeRF AOPC", "axiom gap (relative)",
+                          "map error (estimated)", "seconds / input"],
+                 rows=rows, best=["max", "min", "min", None, "min"], title=title,
+                 caption=caption)
 
 
 def _aopc(curve: Tensor) -> Tensor:
@@ -102,6 +106,10 @@ def axiom_figures(results: Mapping[str, Result], name: str) -> list[Block]:
         if exp.n_steps is not None:
             mean_steps = float(exp.n_steps.double().mean())
             steps = f"; gradient evaluations per input: mean {mean_steps:.1f}"
+        if exp.error is not None and exp.error.numel():
+            steps += (f"; estimated map error |A - IG| / |IG|: median "
+                      f"{float(exp.error.double().median()):.2g}, largest "
+                      f"{float(exp.error.double().max()):.2g}")
         blocks.append(Figure(png, caption=f"{r.method.title}: points on the diagonal satisfy the "
                              f"axiom; largest relative gap {worst:.2g}{steps}."))
         if exp.layers:

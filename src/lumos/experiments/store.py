@@ -19,7 +19,8 @@ from lumos.experiments.study import Measured, Result
 from lumos.explanation import Explanation
 from lumos.store import keyed
 
-_FIELDS = ("attribution", "output", "target", "delta", "baseline_output", "n_steps", "converged")
+_FIELDS = ("attribution", "output", "target", "delta", "baseline_output", "n_steps", "converged",
+           "error")
 
 
 def config_hash(*parts: Any) -> str:

@@ -88,7 +88,8 @@ def _concat(parts: list[Explanation]) -> Explanation:
                        output=torch.cat([p.output for p in parts]), method=first.method,
                        target=cat("target"), delta=cat("delta"),
                        baseline_output=cat("baseline_output"), n_steps=cat("n_steps"),
-                       converged=cat("converged"), layers=layers)
+                       converged=cat("converged"), error=cat("error"),
+                       layers=layers)
 
 
 def explain_all(model: nn.Module, x: Tensor, target: Tensor, methods: Iterable[Method],
