@@ -149,3 +149,9 @@ def test_a_users_module_is_used_as_a_copy_and_left_untouched(tmp_path: Path) -> 
         x, target=torch.from_numpy(a["target"]))
     np.testing.assert_allclose(a["attribution"], want.numpy(), atol=1e-6)
     assert store.manifest["model"]["spec"] == "Sequential"
+    from lumos.store.evaluate import evaluate_store
+
+    with pytest.raises(UserError, match=r"written from a Python nn\.Module"):
+        evaluate_store(tmp_path / "s", progress=False)
+    result = evaluate_store(tmp_path / "s", ["sparseness"], model=model, progress=False)
+    assert "lrp:epsilon-plus" in result.table()

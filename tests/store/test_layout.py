@@ -21,7 +21,7 @@ def test_names_and_ranges() -> None:
     assert shards.ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
     pending = shards.ranges(50, 10)
     dealt = [shards.deal(pending, r, 3) for r in range(3)]
-    assert sorted(sum(dealt, [])) == pending  # disjoint, complete, nothing padded
+    assert sorted(r for part in dealt for r in part) == pending  # disjoint, complete, no padding
     assert shards.deal(pending, 2, 8) == [pending[2]] and shards.deal(pending, 7, 8) == []
     with pytest.raises(ValueError, match="shard size"):
         shards.ranges(5, 0)

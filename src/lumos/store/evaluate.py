@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lumos.errors import UserError
 from lumos.store.reader import open_store
@@ -37,9 +37,12 @@ class _Stored:
 
 def evaluate_store(folder: str | os.PathLike[str], metrics: list[str] | None = None, *,
                    limit: int | None = None, batch_size: int = 50,
-                   device: str | torch.device = "cpu", progress: bool = True) -> Any:
+                   device: str | torch.device = "cpu", progress: bool = True,
+                   model: nn.Module | None = None) -> Any:
     """Evaluate every method of the store in ``folder`` on its first ``limit`` samples.
 
+    The model is reloaded from the manifest's ``source``; a store written from a Python
+    ``nn.Module`` needs that ``model`` (used as is: put it on ``device`` in eval mode).
     Returns a :class:`lumos.metrics.table.EvaluationResult` (one row per stored method).
     """
     from lumos.metrics.evaluate import evaluate
@@ -55,14 +58,18 @@ def evaluate_store(folder: str | os.PathLike[str], metrics: list[str] | None = N
             raise UserError(f"the store explains class {m['target']} for every sample; "
                             "evaluate needs --target predicted or label stores")
         origin = m.get("source") or {}
-        clf, _ = load_model(origin.get("model", m["model"]["spec"]), origin.get("weights"))
+        if model is None:
+            if not origin.get("model"):
+                raise UserError(f"{folder} was written from a Python nn.Module; pass it: "
+                                "evaluate_store(folder, model=...)")
+            model = load_model(origin["model"], origin.get("weights"))[0].model.to(device)
         n = min(len(store), limit or len(store))
         inputs = store.h5(None)
         x = torch.from_numpy(inputs["data"][:n]).to(device)
         y = torch.from_numpy(inputs["label"][:n].astype("int64")).to(device)
         methods = {key: _Stored(store.h5(key)["attribution"]) for key in store.methods}
-        result = evaluate(clf.model.to(device), (x, y), methods, chosen, target=m["target"],
+        result = evaluate(model, (x, y), methods, chosen, target=m["target"],
                           batch_size=batch_size, device=device, progress=progress)
-    result.info.update({"model": clf.name, "data": f"store {Path(folder)}",
+    result.info.update({"model": m["model"]["spec"], "data": f"store {Path(folder)}",
                         "dataset": m["dataset"]["spec"]})
     return result
