@@ -40,7 +40,7 @@ from lumos.lrp.handlers import (
     stochastic_depth,
 )
 from lumos.lrp.layers import ACTIVATIONS, LINEAR_LAYERS, LUMOS_LAYERS, POOLS, Resample
-from lumos.lrp.leaves import COPY_PADS, check_leaf, module_to_reshape
+from lumos.lrp.leaves import COPY_PADS, check_leaf, module_to_reshape, upsample_to_resample
 from lumos.lrp.prepgraph import PrepGraph
 
 __all__ = ["FUNCTIONS", "FUNCTIONS_BY_NAME", "canonize_functions", "canonize_modules",
@@ -150,6 +150,8 @@ def canonize_modules(g: PrepGraph) -> None:
         elif isinstance(module, (nn.Flatten, nn.Unflatten, nn.modules.padding._ConstantPadNd,
                                  *COPY_PADS)):
             module_to_reshape(g, node, module)
+        elif isinstance(module, nn.Upsample):
+            upsample_to_resample(g, node, module)
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             continue   # folded or made Affine by lumos.lrp.fold
         elif not isinstance(module, LINEAR_LAYERS + ACTIVATIONS + POOLS + LUMOS_LAYERS):

@@ -90,6 +90,7 @@ def bn_scale_shift(bn: Any, node: fx.Node, g: PrepGraph) -> tuple[Tensor, Tensor
 
 def fold_batchnorms(g: PrepGraph) -> None:
     """Fold every BatchNorm into the layer before it where exact, else make it :class:`Affine`."""
+    g.mark_shapes()
     for node in list(g.graph.nodes):
         if node.op != "call_module" or not isinstance(g.modules[str(node.target)], _BatchNorm):
             continue
@@ -109,7 +110,9 @@ def fold_batchnorms(g: PrepGraph) -> None:
 
 
 def _foldable(g: PrepGraph, prev: object, bn: Any) -> bool:
-    if not (isinstance(prev, fx.Node) and prev.op == "call_module" and len(prev.users) == 1):
+    if not (isinstance(prev, fx.Node) and prev.op == "call_module"):
+        return False
+    if sum(not g.is_shape(u) for u in prev.users) != 1:   # reads of its shape do not count
         return False
     layer: Any = g.modules[str(prev.target)]
     if not isinstance(layer, LINEAR_LAYERS):

@@ -1,9 +1,9 @@
 """Leaf modules of a traced model: keep supported ones (out-of-place), rewrite or drop the rest.
 
 :func:`lumos.lrp.canonize.canonize_modules` dispatches each ``call_module`` node here: padding,
-flatten and unflatten modules become :class:`~lumos.lrp.layers.Reshape`, in-place activations are
-made out-of-place and convolutions with non-zero padding modes get their padding as a separate
-step.
+flatten and unflatten modules become :class:`~lumos.lrp.layers.Reshape`, ``nn.Upsample``
+:class:`~lumos.lrp.layers.Resample`, in-place activations are made out-of-place and convolutions
+with non-zero padding modes get their padding as a separate step.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from lumos.lrp.layers import LINEAR_LAYERS, Reshape
+from lumos.lrp.layers import LINEAR_LAYERS, Resample, Reshape
 from lumos.lrp.prepgraph import PrepGraph
 
 #: Padding modules that copy border elements, with their ``F.pad`` mode.
@@ -71,3 +71,12 @@ def module_to_reshape(g: PrepGraph, node: fx.Node, module: Any) -> None:
     del g.modules[target]
     g.replace(node, Reshape(fn, type(module).__name__), (node.args[0],), name=target)
 
+
+def upsample_to_resample(g: PrepGraph, node: fx.Node, module: nn.Upsample) -> None:
+    """``nn.Upsample`` (and its nearest / bilinear subclasses) becomes :class:`Resample`."""
+    kwargs = {"size": module.size, "scale_factor": module.scale_factor, "mode": module.mode,
+              "align_corners": module.align_corners,
+              "recompute_scale_factor": module.recompute_scale_factor}
+    target = str(node.target)
+    del g.modules[target]
+    g.replace(node, Resample(**kwargs), (node.args[0],), name=target)
