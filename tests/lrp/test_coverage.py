@@ -22,10 +22,12 @@ from lumos.lrp import composites
 
 TRANSFORMERS = ("vit_", "swin_", "maxvit_", "convnext_")
 EXCLUDED = {"vit_h_14"}
-#: Input sizes where a model needs more than 32x32 (fixed-size patch grids, deep striding).
-SIZES = {"alexnet": 64, "inception_v3": 80, "maxvit_t": 224, "vit_b_16": 224, "vit_b_32": 224,
-         "vit_l_16": 224, "vit_l_32": 224, "swin_t": 64, "swin_s": 64, "swin_b": 64,
-         "swin_v2_t": 64, "swin_v2_s": 64, "swin_v2_b": 64}
+#: Input sizes where a model needs more than 32x32 (fixed-size patch grids, deep striding;
+#: SqueezeNet 1.0's ReLU logits are all zero for a 32x32 image: no relevance to give).
+SIZES = {"alexnet": 64, "inception_v3": 80, "squeezenet1_0": 64, "maxvit_t": 224,
+         "vit_b_16": 224, "vit_b_32": 224, "vit_l_16": 224, "vit_l_32": 224,
+         "swin_t": 64, "swin_s": 64, "swin_b": 64, "swin_v2_t": 64, "swin_v2_s": 64,
+         "swin_v2_b": 64}
 #: Models so large that snapshotting their parameters for the untouched check costs GBs.
 HUGE = 100_000_000
 TIMM = ("resnet50", "efficientnet_b0", "mobilenetv3_large_100", "regnety_008", "densenet121",
