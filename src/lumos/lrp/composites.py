@@ -10,8 +10,10 @@ everything else (for a weighted layer that is LRP-0).
 The named composites match Zennit 0.5.1's composites of the same names, defaults included, so
 their results compare one to one: EpsilonPlus, EpsilonGammaBox, EpsilonAlpha2Beta1,
 EpsilonPlusFlat, EpsilonAlpha2Beta1Flat. :class:`Epsilon` uses one epsilon rule for every weighted
-layer. A BatchNorm that preparation could not fold (an :class:`~lumos.lrp.layers.Affine`) gets
-Pass, as Zennit's composites do for BatchNorm.
+layer, unfolded BatchNorm and Norm step. A BatchNorm that preparation could not fold (an
+:class:`~lumos.lrp.layers.Affine`) gets Pass in the other named composites, as Zennit's
+composites do for BatchNorm. Products of activations (:mod:`lumos.lrp.products`) get the
+constant-gate rule in every named composite (see :func:`base_map`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from lumos.lrp import rules
-from lumos.lrp.layers import Affine, Mean, Sum
+from lumos.lrp import products, rules
+from lumos.lrp.layers import Affine, Difference, Mean, Resample, Sum
+from lumos.lrp.products import Product
 from lumos.lrp.rules import Rule, StabilizerLike
 
 Group = type | tuple[type, ...]
@@ -39,14 +42,28 @@ ACTIVATION: tuple[type, ...] = (
     nn.Mish, nn.Softplus, nn.Softshrink, nn.Softsign, nn.Tanh, nn.Tanhshrink, nn.Threshold)
 AVG_POOL: tuple[type, ...] = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
                               nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, Mean)
-SUM: tuple[type, ...] = (Sum,)
+SUM: tuple[type, ...] = (Sum, Difference)
 AFFINE: tuple[type, ...] = (Affine, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+#: Element-wise products of activations (gates, squeeze-excitation): :mod:`lumos.lrp.products`.
+PRODUCT: tuple[type, ...] = (Product,)
+#: Interpolation (``F.interpolate``, ``nn.Upsample``): fixed linear maps without parameters.
+RESAMPLE: tuple[type, ...] = (Resample,)
 
 
-def base_map(stabilizer: StabilizerLike = 1e-6) -> list[tuple[Group, Rule]]:
-    """The defaults every named composite starts with (as in Zennit's ``layer_map_base``)."""
+def base_map(stabilizer: StabilizerLike = 1e-6,
+             affine: Rule | None = None) -> list[tuple[Group, Rule]]:
+    """The defaults every named composite starts with (as in Zennit's ``layer_map_base``).
+
+    Pass on activations and unfolded BatchNorms (``affine`` replaces that rule), Norm on sums,
+    average pooling and resampling, and the constant-gate rule on products: a gate
+    (squeeze-excitation's sigmoid scale) only re-weights the channels of its input, so the
+    relevance stays on the gated path (CP-LRP; relevance sent into the gate branch would end in
+    a global average pool and spread evenly over the image).
+    """
     return [(ACTIVATION, rules.Pass()), (SUM, rules.Norm(stabilizer)),
-            (AVG_POOL, rules.Norm(stabilizer)), (AFFINE, rules.Pass())]
+            (AVG_POOL, rules.Norm(stabilizer)), (RESAMPLE, rules.Norm(stabilizer)),
+            (AFFINE, affine if affine is not None else rules.Pass()),
+            (PRODUCT, products.DEFAULT())]
 
 
 @dataclass
@@ -129,19 +146,26 @@ class NameMap(Composite):
 
 
 def _named(layer_map: LayerMapLike, stabilizer: StabilizerLike, conv: Rule, dense: Rule,
-           first_map: LayerMapLike = ()) -> tuple[list[tuple[Group, Rule]],
-                                                  list[tuple[Group, Rule]]]:
-    return ([*layer_map, *base_map(stabilizer), (CONVOLUTION, conv), (DENSE, dense)],
+           first_map: LayerMapLike = (), affine: Rule | None = None
+           ) -> tuple[list[tuple[Group, Rule]], list[tuple[Group, Rule]]]:
+    return ([*layer_map, *base_map(stabilizer, affine), (CONVOLUTION, conv), (DENSE, dense)],
             list(first_map))
 
 
 class Epsilon(Composite):
-    """LRP-epsilon on every convolution and linear layer (``epsilon=0``: LRP-0)."""
+    """One LRP-epsilon rule everywhere (``epsilon=0``: LRP-0).
 
-    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6,
+    Convolutions, linear layers and unfolded BatchNorms (:class:`~lumos.lrp.layers.Affine`) get
+    ``rules.Epsilon(epsilon)``; sums, average pooling and resampling the Norm rule with the same
+    ``epsilon`` as stabiliser (unless ``stabilizer`` is given); activations Pass and products
+    the constant-gate rule.
+    """
+
+    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike | None = None,
                  layer_map: LayerMapLike = ()) -> None:
         rule = rules.Epsilon(epsilon)
-        super().__init__(*_named(layer_map, stabilizer, rule, rule))
+        norm = epsilon if stabilizer is None else stabilizer
+        super().__init__(*_named(layer_map, norm, rule, rule, affine=rule))
 
 
 class EpsilonPlus(Composite):
@@ -206,6 +230,7 @@ class EpsilonAlpha2Beta1Flat(Composite):
                                  [*first_map, (WEIGHTED, rules.Flat(stabilizer))]))
 
 
-__all__ = ["ACTIVATION", "AFFINE", "AVG_POOL", "CONVOLUTION", "DENSE", "SUM", "WEIGHTED",
+__all__ = ["ACTIVATION", "AFFINE", "AVG_POOL", "CONVOLUTION", "DENSE", "PRODUCT", "RESAMPLE",
+           "SUM", "WEIGHTED",
            "Composite", "Epsilon", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat",
            "EpsilonGammaBox", "EpsilonPlus", "EpsilonPlusFlat", "LayerMap", "NameMap", "base_map"]
