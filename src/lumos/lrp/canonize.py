@@ -19,6 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from lumos.lrp import norms
+from lumos.lrp.attention import ATTENTION_LAYERS, transformer_functions
+from lumos.lrp.constants import constant_nodes
 from lumos.lrp.layers import (
     ACTIVATIONS,
     LINEAR_LAYERS,
@@ -297,14 +300,17 @@ def _pooling(add: Callable[[tuple[Any, ...], Handler], None]) -> None:
 
 FUNCTIONS: dict[Any, Handler] = _table()
 FUNCTIONS.pop(None, None)
+FUNCTIONS.update(norms.FUNCTIONS)
+FUNCTIONS.update(transformer_functions(FUNCTIONS))
 
 
 def canonize_functions(g: PrepGraph) -> None:
     """Rewrite every supported ``call_function`` / ``call_method`` node into a module call."""
-    g.mark_shapes()
+    constants = constant_nodes(g)   # computations on parameters alone stay as they are
     for node in list(g.graph.nodes):
         erased = getattr(node, "_erased", False)   # a piece of a chunk already rewritten
-        if erased or node.op not in ("call_function", "call_method") or g.is_shape(node):
+        if erased or node.op not in ("call_function", "call_method") or g.is_shape(node) \
+                or node in constants:
             continue
         handler = FUNCTIONS.get(node.target)
         if handler is None:
@@ -333,7 +339,10 @@ def canonize_modules(g: PrepGraph) -> None:
             _module_to_reshape(g, node, module)
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             continue   # folded or made Affine by lumos.lrp.fold
-        elif not isinstance(module, LINEAR_LAYERS + ACTIVATIONS + POOLS + LUMOS_LAYERS):
+        elif isinstance(module, norms.NORM_MODULES):
+            norms.canonize_norm_module(g, node)
+        elif not isinstance(module, LINEAR_LAYERS + ACTIVATIONS + POOLS + LUMOS_LAYERS
+                            + ATTENTION_LAYERS + norms.NORMS):
             raise g.error(node, f"module {type(module).__name__}", _ADVICE)  # a leaf we lack
         else:
             _check_leaf(g, node, module)

@@ -63,11 +63,12 @@ class Rule:
     """An LRP rule: a name, its terms and group masks (for weighted layers), and a stabiliser.
 
     ``kind`` is ``"linear"`` for rules made of terms, ``"pass"``, ``"norm"`` or ``"gradient"``
-    for rules of layers without weights. Build rules with the functions of this module.
+    for rules of layers without weights. Build rules with the functions of this module
+    (transformer rules: :mod:`lumos.lrp.attention`, :mod:`lumos.lrp.norms`).
     """
 
     name: str
-    kind: Literal["linear", "pass", "norm", "gradient"]
+    kind: Literal["linear", "pass", "norm", "gradient", "uniform", "constant", "std-constant"]
     terms: tuple[Term, ...] = ()
     masks: tuple[Literal["all", "pos", "neg"], ...] = ("all",)
     stabilizer: StabilizerLike = 1e-6
