@@ -289,7 +289,9 @@ def _prepare(model: nn.Module, example: Tensor) -> fx.GraphModule:
 
     gm = prepare(model, example)
     if example.device.type == "cpu":  # oneDNN convolutions are faster with channels-last weights
-        gm = gm.to(memory_format=torch.channels_last)
+        for module in gm.modules():
+            if isinstance(module, nn.Conv2d):
+                module.to(memory_format=torch.channels_last)
     for p in gm.parameters():
         p.requires_grad_(False)
     return gm

@@ -14,6 +14,7 @@ naming the operation or module path and what to do.
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import torch
@@ -137,10 +138,36 @@ def _reference(private: nn.Module, example: Tensor | None) -> Any:
         return private(example)
 
 
+def _defaults(model: nn.Module) -> dict[str, Any]:
+    """The root's optional arguments with simple defaults (``attn_mask=None``, flags): traced as
+    those constants, so that ``if attn_mask is not None`` in a model's code takes its branch."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return {}
+    simple = (type(None), bool, int, float, str)
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty
+            and isinstance(p.default, simple)}
+
+
+def _drop_specialized(graph: fx.Graph) -> None:
+    """Remove the placeholders of arguments fixed to their defaults, and their guards."""
+    extra = [n for n in graph.nodes if n.op == "placeholder"][1:]
+    doomed: set[fx.Node] = set()
+    for node in graph.nodes:
+        if node in extra and node.args or (node.all_input_nodes and all(
+                a in doomed or a in extra for a in node.all_input_nodes)):
+            doomed.add(node)
+    for node in reversed(list(graph.nodes)):
+        if node in doomed and all(u in doomed for u in node.users):
+            graph.erase_node(node)
+
+
 def _trace(private: nn.Module) -> PrepGraph:
     tracer = _Tracer()
     try:
-        graph = tracer.trace(private)
+        graph = tracer.trace(private, concrete_args=_defaults(private) or None)
+        _drop_specialized(graph)
     except Exception as err:
         where = tracer.failed_at or "<root>"
         raise LRPUnsupportedError(
