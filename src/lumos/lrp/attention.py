@@ -2,9 +2,9 @@
 
 Attention ``out = softmax(q kᵀ · scale + mask) v`` is prepared as modules with rules:
 
-- :class:`MatMul` for ``q kᵀ`` and ``weights · v`` (``torch.matmul``, ``@``, ``bmm``), with rule
-  :func:`Uniform` (AttnLRP): epsilon on the product, then equal shares for the factors that
-  depend on the input (all of it to one factor when the other is constant);
+- :class:`MatMul` for ``q kᵀ`` and ``weights · v`` (``torch.matmul``, ``@``, ``bmm``), with the
+  product rules of :mod:`lumos.lrp.products` (AttnLRP's ``Uniform``): equal shares for the
+  factors that depend on the input (all of it to one factor when the other is constant);
 - ``nn.Softmax`` with the rule ``Gradient`` (AttnLRP's ``R_x = x (R - s sum R)`` *is* gradient
   times input) or :func:`ConstantWeights` (CP-LRP: the attention weights are constants, so
   relevance only flows through the values);
@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from lumos.lrp.constants import Constant, live_nodes
+from lumos.lrp.constants import Constant
 from lumos.lrp.layers import LRPUnsupportedError, Reshape, Sum
 from lumos.lrp.prepgraph import PrepGraph, node_inputs
 from lumos.lrp.propagate import Route
-from lumos.lrp.rules import Rule, _check_stabilizer
+from lumos.lrp.rules import Rule
 
 Handler = Callable[[PrepGraph, fx.Node], None]
 
@@ -87,13 +87,6 @@ ATTENTION_LAYERS: tuple[type[nn.Module], ...] = (MatMul, Scale, nn.Softmax, Cons
 
 
 # ---- rules -----------------------------------------------------------------------------------
-def Uniform(epsilon: float = 0.0) -> Rule:
-    """AttnLRP's product rule: ``R_y`` stabilised by ``epsilon``, then split equally among the
-    factors that depend on the input: ``R_a = a ⊙ ((R_y / (k (y + eps))) bᵀ)`` for ``k`` such
-    factors (``epsilon=0``: exactly ``1/k`` of the gradient)."""
-    return Rule("Uniform", "uniform", stabilizer=_check_stabilizer(epsilon, "epsilon"))
-
-
 def ConstantWeights() -> Rule:
     """CP-LRP on softmax: its output is a constant, no relevance reaches the scores."""
     return Rule("ConstantWeights", "constant")
@@ -104,20 +97,20 @@ def AttnSoftmax() -> Rule:
     return Rule("AttnSoftmax", "gradient")
 
 
-def uniform_step(module: nn.Module, rule: Rule, live: list[bool]) -> Any:
-    """The engine step of a product under :func:`Uniform` (``live``: factors on the input)."""
+def uniform_step(module: nn.Module, live: list[bool]) -> Any:
+    """The engine step of a :class:`MatMul` under a product rule: equal shares of the relevance
+    for the factors that depend on the input (``live``), ``R_a = a ⊙ ((R_y / (k y)) bᵀ)``.
+
+    For ``k = 2`` this is AttnLRP's uniform rule; under CP-LRP the attention weights are
+    constants (``k = 1``) and the values take all of it.
+    """
     share = 1.0 / max(1, sum(live))
-    eps = float(rule.stabilizer) if not callable(rule.stabilizer) else 0.0
 
     def step(run: Any, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
         y = module(*args, **kwargs)
-        value = y.detach()
-        if eps > 0:
-            size = value.abs()
-            scale: Any = size.div_(size + eps).mul_(share)
-        else:
-            scale = share
-        out: Tensor = Route.apply(y, value, scale)
+        if share == 1.0:
+            return y
+        out: Tensor = Route.apply(y, y.detach(), share)
         return out
     return step
 
@@ -291,17 +284,19 @@ def _roll(g: PrepGraph, node: fx.Node) -> None:
 
 
 def _scale(fallback: Handler | None, divide: bool = False) -> Handler:
-    """``x * c``, ``x / c`` for a number, shape or model tensor ``c``; else ``fallback``."""
+    """``x * c``, ``x / c`` for a tensor ``c`` computed from model tensors (a reshaped layer
+    scale, ``gamma.reshape(1, -1, 1, 1)``) or a shape; other cases: ``fallback``."""
     def handle(g: PrepGraph, node: fx.Node) -> None:
         a, b = node.args[:2]
         if not divide and not _is_live(g, a) and _is_live(g, b):
             a, b = b, a
-        if _is_live(g, a) and not _is_live(g, b):
+        derived = isinstance(b, fx.Node) and b.op != "get_attr"
+        if _is_live(g, a) and not _is_live(g, b) and (derived or fallback is None):
             if isinstance(b, (int, float)) and not isinstance(b, bool):
                 g.replace(node, Scale(1.0 / b if divide else float(b)), (a,))
-            else:   # a shape value or a constant tensor
+            else:
                 g.replace(node, Scale(1.0, reciprocal=divide), (a, b))
-        elif not _is_live(g, a) and not _is_live(g, b):
+        elif not _is_live(g, a) and not _is_live(g, b) and (derived or fallback is None):
             return   # numbers, shapes and constants only
         elif fallback is not None:
             fallback(g, node)
@@ -342,11 +337,8 @@ def transformer_step(module: nn.Module, rule: Rule, live: Callable[[], list[bool
         return constant_step(module)
     if isinstance(module, Normalization):
         return norm_step(module, rule)
-    if rule.kind == "uniform":
-        if not isinstance(module, MatMul):
-            raise LRPUnsupportedError(f"rule {rule.name} applies to products (MatMul), not to "
-                                      f"{type(module).__name__}")
-        return uniform_step(module, rule, live())
+    if isinstance(module, MatMul) and rule.kind == "product":
+        return uniform_step(module, live())
     if rule.kind == "constant":
         return constant_output_step(module)
     if rule.kind == "std-constant":
@@ -358,15 +350,15 @@ def transformer_step(module: nn.Module, rule: Rule, live: Callable[[], list[bool
 __all__ = [
     "ATTENTION_LAYERS",
     "MATMUL",
+    "PROJECTION",
     "SOFTMAX",
     "AttentionOps",
     "AttnSoftmax",
     "ConstantWeights",
     "MatMul",
+    "Projection",
     "Scale",
-    "Uniform",
     "decompose_attention",
-    "live_nodes",
     "transformer_functions",
     "transformer_step",
 ]

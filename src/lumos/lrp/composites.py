@@ -10,8 +10,10 @@ everything else (for a weighted layer that is LRP-0).
 The named composites match Zennit 0.5.1's composites of the same names, defaults included, so
 their results compare one to one: EpsilonPlus, EpsilonGammaBox, EpsilonAlpha2Beta1,
 EpsilonPlusFlat, EpsilonAlpha2Beta1Flat. :class:`Epsilon` uses one epsilon rule for every weighted
-layer. A BatchNorm that preparation could not fold (an :class:`~lumos.lrp.layers.Affine`) gets
-Pass, as Zennit's composites do for BatchNorm.
+layer, unfolded BatchNorm and Norm step. A BatchNorm that preparation could not fold (an
+:class:`~lumos.lrp.layers.Affine`) gets Pass in the other named composites, as Zennit's
+composites do for BatchNorm. Products of activations (:mod:`lumos.lrp.products`) get the
+constant-gate rule in every named composite (see :func:`base_map`).
 """
 
 from __future__ import annotations
@@ -21,17 +23,11 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from lumos.lrp import rules
-from lumos.lrp.attention import (
-    MATMUL,
-    PROJECTION,
-    SOFTMAX,
-    AttnSoftmax,
-    ConstantWeights,
-    Uniform,
-)
-from lumos.lrp.layers import Affine, Mean, Sum
+from lumos.lrp import products, rules
+from lumos.lrp.attention import MATMUL, PROJECTION, SOFTMAX, AttnSoftmax, ConstantWeights
+from lumos.lrp.layers import Affine, Difference, Mean, Resample, Sum
 from lumos.lrp.norms import NORMS, StdConstant
+from lumos.lrp.products import Product
 from lumos.lrp.rules import Rule, StabilizerLike
 
 Group = type | tuple[type, ...]
@@ -48,19 +44,37 @@ ACTIVATION: tuple[type, ...] = (
     nn.Mish, nn.Softplus, nn.Softshrink, nn.Softsign, nn.Tanh, nn.Tanhshrink, nn.Threshold)
 AVG_POOL: tuple[type, ...] = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
                               nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, Mean)
-SUM: tuple[type, ...] = (Sum,)
+SUM: tuple[type, ...] = (Sum, Difference)
 AFFINE: tuple[type, ...] = (Affine, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+#: Element-wise products of activations (gates, squeeze-excitation): :mod:`lumos.lrp.products`.
+PRODUCT: tuple[type, ...] = (Product,)
+#: Interpolation (``F.interpolate``, ``nn.Upsample``): fixed linear maps without parameters.
+RESAMPLE: tuple[type, ...] = (Resample,)
 
 
-def base_map(stabilizer: StabilizerLike = 1e-6) -> list[tuple[Group, Rule]]:
-    """The defaults every named composite starts with (as in Zennit's ``layer_map_base``)."""
+def base_map(stabilizer: StabilizerLike = 1e-6,
+             affine: Rule | None = None) -> list[tuple[Group, Rule]]:
+    """The defaults every named composite starts with (as in Zennit's ``layer_map_base``).
+
+    Pass on activations and unfolded BatchNorms (``affine`` replaces that rule), Norm on sums,
+    average pooling and resampling, and the constant-gate rule on products: a gate
+    (squeeze-excitation's sigmoid scale) only re-weights the channels of its input, so the
+    relevance stays on the gated path (CP-LRP; relevance sent into the gate branch would end in
+    a global average pool and spread evenly over the image).
+    """
     return [(ACTIVATION, rules.Pass()), (SUM, rules.Norm(stabilizer)),
-            (AVG_POOL, rules.Norm(stabilizer)), (AFFINE, rules.Pass()), *_transformer_map()]
+            (AVG_POOL, rules.Norm(stabilizer)), (RESAMPLE, rules.Norm(stabilizer)),
+            (AFFINE, affine if affine is not None else rules.Pass()),
+            (PRODUCT, products.DEFAULT()),
+            *_transformer_map()]
 
 
 def _transformer_map(softmax: Rule | None = None) -> list[tuple[Group, Rule]]:
-    """AttnLRP in attention and on norms (the defaults of every named composite)."""
-    return [(NORMS, StdConstant()), (MATMUL, Uniform()), (SOFTMAX, softmax or AttnSoftmax())]
+    """AttnLRP in attention and on norms (defaults of every named composite): the identity rule
+    on normalisations, the uniform split of products of two activations (attention scores,
+    weights times values), gradient times input through softmax."""
+    return [(NORMS, StdConstant()), (MATMUL, products.Uniform()),
+            (SOFTMAX, softmax or AttnSoftmax())]
 
 
 @dataclass
@@ -143,19 +157,26 @@ class NameMap(Composite):
 
 
 def _named(layer_map: LayerMapLike, stabilizer: StabilizerLike, conv: Rule, dense: Rule,
-           first_map: LayerMapLike = ()) -> tuple[list[tuple[Group, Rule]],
-                                                  list[tuple[Group, Rule]]]:
-    return ([*layer_map, *base_map(stabilizer), (CONVOLUTION, conv), (DENSE, dense)],
+           first_map: LayerMapLike = (), affine: Rule | None = None
+           ) -> tuple[list[tuple[Group, Rule]], list[tuple[Group, Rule]]]:
+    return ([*layer_map, *base_map(stabilizer, affine), (CONVOLUTION, conv), (DENSE, dense)],
             list(first_map))
 
 
 class Epsilon(Composite):
-    """LRP-epsilon on every convolution and linear layer (``epsilon=0``: LRP-0)."""
+    """One LRP-epsilon rule everywhere (``epsilon=0``: LRP-0).
 
-    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike = 1e-6,
+    Convolutions, linear layers and unfolded BatchNorms (:class:`~lumos.lrp.layers.Affine`) get
+    ``rules.Epsilon(epsilon)``; sums, average pooling and resampling the Norm rule with the same
+    ``epsilon`` as stabiliser (unless ``stabilizer`` is given); activations Pass and products
+    the constant-gate rule.
+    """
+
+    def __init__(self, epsilon: StabilizerLike = 1e-6, stabilizer: StabilizerLike | None = None,
                  layer_map: LayerMapLike = ()) -> None:
         rule = rules.Epsilon(epsilon)
-        super().__init__(*_named(layer_map, stabilizer, rule, rule))
+        norm = epsilon if stabilizer is None else stabilizer
+        super().__init__(*_named(layer_map, norm, rule, rule, affine=rule))
 
 
 class EpsilonPlus(Composite):
@@ -239,6 +260,7 @@ class AttnLRP(Composite):
     """
 
     softmax: Rule = AttnSoftmax()
+    product: Rule = products.Uniform()
 
     def __init__(self, epsilon: float = 1e-6, gamma: float | None = None,
                  projection_epsilon: float = 0.0, layer_map: LayerMapLike = (),
@@ -246,16 +268,19 @@ class AttnLRP(Composite):
         linear = rules.Epsilon(epsilon) if gamma is None else rules.Gamma(gamma, epsilon)
         super().__init__([*layer_map, (PROJECTION, rules.Epsilon(projection_epsilon)),
                           (ACTIVATION, rules.Pass()), (SUM, rules.Gradient()),
-                          (AVG_POOL, rules.Gradient()), *_transformer_map(self.softmax),
+                          (AVG_POOL, rules.Gradient()), (RESAMPLE, rules.Gradient()),
+                          (PRODUCT, self.product), *_transformer_map(self.softmax),
                           (AFFINE, rules.Epsilon(epsilon)), (WEIGHTED, linear)],
                          (), list(name_map))
 
 
 class CPLRP(AttnLRP):
     """CP-LRP (Ali et al. 2022): as :class:`AttnLRP`, but the attention weights (the softmax
-    output) are constants, so relevance flows through the values only (LXT's rule in ViTs)."""
+    output) and gates are constants, so relevance flows through the values and the gated inputs
+    only (LXT's rule inside ViT attention)."""
 
     softmax: Rule = ConstantWeights()
+    product: Rule = products.ConstantGate()
 
 
 __all__ = [
@@ -267,6 +292,9 @@ __all__ = [
     "DENSE",
     "MATMUL",
     "NORMS",
+    "PRODUCT",
+    "PROJECTION",
+    "RESAMPLE",
     "SOFTMAX",
     "SUM",
     "WEIGHTED",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,98 +23,34 @@ from lumos.attribution.checks import check_input
 from lumos.attribution.targets import Target, TargetLike
 from lumos.explanation import Explanation
 from lumos.lrp import composites as comp
-from lumos.lrp.attention import Scale, live_nodes, transformer_step
-from lumos.lrp.constants import add_sinks, sink_args
-from lumos.lrp.layers import Concat, LRPUnsupportedError, Reshape
+from lumos.lrp import products
+from lumos.lrp.attention import Scale, transformer_step
+from lumos.lrp.constants import add_sinks, live_nodes, sink_args
+from lumos.lrp.layers import Concat, LRPUnsupportedError, Reshape, Sum
 from lumos.lrp.ops import WEIGHTED
-from lumos.lrp.propagate import Route, RuleLayer, Tap, safe_ratio
+from lumos.lrp.propagate import RuleLayer, Tap, safe_ratio
 from lumos.lrp.report import conservation_report, side_relevance
-from lumos.lrp.rules import IDENTITY, Rule, stabilize
+from lumos.lrp.rules import Rule
+from lumos.lrp.steps import (
+    Run,
+    Step,
+    is_plain_epsilon,
+    norm,
+    norm_relu,
+    passthrough,
+    plain,
+    weighted_step,
+)
 
 RelevanceLike = Tensor | Callable[[Tensor], Tensor] | None
-# ReLU-like layers whose gradient already is act(z) / z: Pass is their plain gradient.
-_HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity)
 # Layers whose output is >= 0, whose relevance below zero is zero, that keep the sign.
 _NONNEG = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Softplus, nn.Hardsigmoid)
 _ZERO_BELOW = (nn.ReLU, nn.ReLU6)
 _KEEPS_SIGN = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d,
-               nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, *comp.AVG_POOL, *comp.SUM,
+               nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, *comp.AVG_POOL, Sum,
                nn.Flatten, nn.Identity, Reshape, Concat)
 # Layers that only move elements: constant-input rules may sit behind them.
 _REARRANGE = (Reshape, nn.Flatten, nn.Unflatten, nn.Identity)
-
-
-@dataclass
-class _Run:
-    """State of one forward/backward run (explain records, side relevance)."""
-
-    explain: bool
-    records: dict[fx.Node, list[Tensor]] = field(default_factory=dict)
-    sides: dict[fx.Node, tuple[Tensor, list[Tensor]]] = field(default_factory=dict)
-    untapped: dict[fx.Node, Tensor] = field(default_factory=dict)
-    sinks: dict[tuple[fx.Node, int], tuple[fx.Node, Tensor]] = field(default_factory=dict)
-
-
-Step = Callable[[_Run, fx.Node, tuple[Any, ...], dict[str, Any]], Tensor]
-
-
-def _plain(module: nn.Module) -> Step:
-    return lambda run, node, args, kwargs: module(*args, **kwargs)
-
-
-def _norm(module: nn.Module, stabilizer: Any) -> Step:
-    def step(run: _Run, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        y = module(*args, **kwargs)
-        value = y.detach()
-        if isinstance(stabilizer, float) and stabilizer > 0:  # y / (y + eps sign y), 3 passes
-            size = value.abs()
-            scale = size / size.add(stabilizer)
-        else:
-            scale = safe_ratio(value, stabilize(value, stabilizer))
-        out: Tensor = Route.apply(y, value, scale)
-        return out
-    return step
-
-
-def _norm_relu(module: nn.Module, eps: float) -> Step:
-    """Norm (``eps > 0``) and the ReLU after it as one step: ``y+ / (y+ + eps)``."""
-    def step(run: _Run, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        y = module(*args, **kwargs)
-        value = y.detach().clamp(min=0)
-        den = value + eps
-        out: Tensor = Route.apply(y, value, torch.div(value, den, out=den))
-        return out
-    return step
-
-
-def _pass(module: nn.Module, name: str) -> Step:
-    if isinstance(module, _HOMOGENEOUS):
-        return _plain(module)
-
-    def step(run: _Run, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        if len(tensors) != 1:
-            raise LRPUnsupportedError(f"the Pass rule needs a layer with one input; '{name}' "
-                                      f"({type(module).__name__}) has {len(tensors)}")
-        x = tensors[0]
-        with torch.no_grad():
-            value = module(*args, **kwargs)
-        out: Tensor = Route.apply(x, value, safe_ratio(value, x.detach()))
-        return out
-    return step
-
-
-def _weighted(layer: RuleLayer) -> Step:
-    def step(run: _Run, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        side: list[Tensor] = []
-        run.sides[node] = (run.untapped.pop(node, args[0]), side)
-        return layer(args[0], side)
-    return step
-
-
-def _is_plain_epsilon(rule: Rule) -> bool:
-    return (len(rule.terms) == 1 and rule.terms[0].inputs == "x"
-            and rule.terms[0].weight == IDENTITY)
 
 
 class _Program:
@@ -162,16 +97,21 @@ class _Program:
         if special is not None:
             return special
         if rule.kind == "gradient":
-            return _plain(module)
+            return plain(module)
         if rule.kind == "pass":
-            return _pass(module, name)
+            return passthrough(module, name)
+        if rule.kind == "product":
+            if not isinstance(module, products.Product):
+                raise LRPUnsupportedError(f"rule {rule.name} is for products of activations, "
+                                          f"but '{name}' is {type(module).__name__}")
+            return products.product_step(module, rule)
         weighted = isinstance(module, WEIGHTED)
-        if rule.kind == "norm" or (not weighted and _is_plain_epsilon(rule)):
+        if rule.kind == "norm" or (not weighted and is_plain_epsilon(rule)):
             relu = self._fusable_relu(node)
             if relu is not None and isinstance(rule.stabilizer, float) and rule.stabilizer > 0:
                 self.absorbed.add(relu)
-                return _norm_relu(module, rule.stabilizer)
-            return _norm(module, rule.stabilizer)
+                return norm_relu(module, rule.stabilizer)
+            return norm(module, rule.stabilizer)
         if not weighted:
             raise LRPUnsupportedError(
                 f"rule {rule.name} needs a layer with weights (Linear, Conv, Affine), but "
@@ -187,7 +127,7 @@ class _Program:
         relu = self._fusable_relu(node)
         if relu is not None:
             self.absorbed.add(relu)
-        return _weighted(RuleLayer(module, rule, relevance_in=at_output,
+        return weighted_step(RuleLayer(module, rule, relevance_in=at_output,
                                    nonneg_input=self._nonneg(node.args[0]),
                                    relu_after=relu_after, fuse_relu=relu is not None))
 
@@ -233,7 +173,7 @@ class _Program:
             arg = arg.args[0] if arg.args else None
         return False
 
-    def run(self, x: Tensor, state: _Run) -> Any:
+    def run(self, x: Tensor, state: Run) -> Any:
         """Execute the graph on ``x``, with LRP steps at every module call."""
         env: dict[fx.Node, Any] = {}
         placeholders = 0
@@ -272,6 +212,8 @@ def _default_rule(module: nn.Module) -> Rule:
 
     if isinstance(module, comp.ACTIVATION):
         return rules.Pass()
+    if isinstance(module, products.Product):
+        return products.DEFAULT()
     if isinstance(module, (*comp.SUM, *comp.AVG_POOL)):
         return rules.Norm()
     return rules.Gradient()
@@ -378,7 +320,7 @@ class LRP:
         x = check_input(inputs)
         program = self.program(x)
         tgt = Target(target, x.shape[0])
-        state = _Run(explain)
+        state = Run(explain)
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)
             out = program.run(leaf, state)

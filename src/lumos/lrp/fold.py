@@ -24,6 +24,53 @@ from lumos.lrp.prepgraph import PrepGraph
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
+class FunctionalBatchNorm(_BatchNorm):
+    """``F.batch_norm(x, running_mean, running_var, weight, bias, training=False, ...)`` as a
+    BatchNorm module of any dimension (timm's ``BatchNormAct2d``), so that it folds like one.
+
+    It owns the tensors it was given (those of the private copy) and exists only during
+    preparation: folding turns it into a layer's weights or an
+    :class:`~lumos.lrp.layers.Affine`.
+    """
+
+    def __init__(self, running_mean: Tensor, running_var: Tensor, weight: Tensor | None,
+                 bias: Tensor | None, eps: float) -> None:
+        super().__init__(running_mean.numel(), eps, affine=False, device="meta")
+        self.running_mean, self.running_var = running_mean, running_var
+        self.weight, self.bias = _parameter(weight), _parameter(bias)  # type: ignore[assignment]
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        return None
+
+
+def _parameter(t: Tensor | None) -> nn.Parameter | None:
+    if t is None or isinstance(t, nn.Parameter):
+        return t
+    return nn.Parameter(t, requires_grad=False)
+
+
+def functional_batchnorm(g: PrepGraph, node: fx.Node) -> None:
+    """Turn an eval-mode ``F.batch_norm`` call into a :class:`FunctionalBatchNorm` module."""
+    names = ("running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+    params: dict[str, Any] = dict(zip(names, node.args[1:], strict=False))
+    params.update(node.kwargs)
+    tensors = [params.get(k) for k in names[:4]]
+    stats_given = all(isinstance(t, fx.Node) for t in tensors[:2])
+    if params.get("training", False) or not stats_given:
+        raise g.error(node, "F.batch_norm with batch statistics (training=True or no running "
+                      "statistics)", "call model.eval() and track running statistics, so that "
+                      "it is a fixed affine map")
+    if not all(t is None or (isinstance(t, fx.Node) and t.op == "get_attr") for t in tensors):
+        raise g.error(node, "F.batch_norm with statistics or parameters computed in the graph",
+                      "use buffers and parameters of the model")
+    mean, var, weight, bias = (g.attrs[str(t.target)] if isinstance(t, fx.Node) else None
+                               for t in tensors)
+    assert mean is not None and var is not None
+    bn = FunctionalBatchNorm(mean, var, weight, bias, eps=float(params.get("eps", 1e-5)))
+    base = str(tensors[0].target).rpartition(".")[0] or node.name  # type: ignore[union-attr]
+    g.replace(node, bn, (node.args[0],), name=g.new_name(base))
+
+
 def bn_scale_shift(bn: Any, node: fx.Node, g: PrepGraph) -> tuple[Tensor, Tensor]:
     """The per-channel ``(scale, shift)`` of an eval-mode BatchNorm, in float64."""
     mean, var = bn.running_mean, bn.running_var
@@ -43,6 +90,7 @@ def bn_scale_shift(bn: Any, node: fx.Node, g: PrepGraph) -> tuple[Tensor, Tensor
 
 def fold_batchnorms(g: PrepGraph) -> None:
     """Fold every BatchNorm into the layer before it where exact, else make it :class:`Affine`."""
+    g.mark_shapes()
     for node in list(g.graph.nodes):
         if node.op != "call_module" or not isinstance(g.modules[str(node.target)], _BatchNorm):
             continue
@@ -62,7 +110,9 @@ def fold_batchnorms(g: PrepGraph) -> None:
 
 
 def _foldable(g: PrepGraph, prev: object, bn: Any) -> bool:
-    if not (isinstance(prev, fx.Node) and prev.op == "call_module" and len(prev.users) == 1):
+    if not (isinstance(prev, fx.Node) and prev.op == "call_module"):
+        return False
+    if sum(not g.is_shape(u) for u in prev.users) != 1:   # reads of its shape do not count
         return False
     layer: Any = g.modules[str(prev.target)]
     if not isinstance(layer, LINEAR_LAYERS):

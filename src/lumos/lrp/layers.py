@@ -3,8 +3,9 @@
 :func:`lumos.lrp.prepare.prepare` rewrites a traced model so that every operation that computes
 on activations is a module call; the module's type tells the LRP engine which rule applies.
 Standard ``torch.nn`` types cover layers, activations and pooling. The few operations that have no
-``torch.nn`` module of their own (sums of branches, concatenation, pure rearrangements, means
-over dimensions, a BatchNorm that cannot be folded) get the small modules below.
+``torch.nn`` module of their own (sums and differences of branches, concatenation, pure
+rearrangements, means over dimensions, a BatchNorm that cannot be folded, resampling) get the
+small modules below; element-wise products get :class:`~lumos.lrp.products.Product`.
 
 Every module here computes exactly what the replaced operation computed, so the prepared model
 gives the same outputs as the original.
@@ -16,7 +17,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lumos.lrp.products import Product
 
 
 class LRPUnsupportedError(ValueError):
@@ -37,6 +41,40 @@ class Sum(nn.Module):
         for x in xs[1:]:
             out = out + x
         return out
+
+
+class Difference(nn.Module):
+    """``x - y`` of two branches: a sum with the second input negated.
+
+    Relevance is split in proportion to the contributions ``x`` and ``-y`` (the Norm rule).
+    """
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return x - y
+
+
+class Resample(nn.Module):
+    """``F.interpolate(x, **kwargs)`` (``nn.Upsample``): a fixed linear map of the input.
+
+    Nearest, (bi/tri)linear, bicubic and area resampling each compute every output element as a
+    fixed weighted sum of input elements, so LRP explains it as a layer without parameters to
+    modify (the Norm rule: the epsilon rule on that linear map).
+
+    Parameters
+    ----------
+    **kwargs
+        The constant arguments of ``F.interpolate`` (``size``, ``scale_factor``, ``mode``, ...).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        self.kwargs = kwargs
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.interpolate(x, **self.kwargs)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.kwargs.items() if v is not None)
 
 
 class Concat(nn.Module):
@@ -156,7 +194,8 @@ class Affine(nn.Module):
 
 
 #: The lumos-specific module types a prepared graph may contain besides ``torch.nn`` ones.
-LUMOS_LAYERS: tuple[type[nn.Module], ...] = (Sum, Concat, Reshape, Mean, Affine)
+LUMOS_LAYERS: tuple[type[nn.Module], ...] = (Sum, Difference, Concat, Reshape, Mean, Affine,
+                                             Resample, Product)
 
 #: Layers with weights whose LRP rule is a z-rule (Epsilon, Gamma, ...); subclasses count.
 LINEAR_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -164,7 +203,7 @@ LINEAR_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, n
 #: Element-wise activations a prepared graph may contain (``nn.ReLU6`` is an ``nn.Hardtanh``).
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.GELU,
-    nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Mish, nn.PReLU)
+    nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Mish, nn.PReLU, nn.LogSigmoid, nn.SELU, nn.CELU)
 
 #: Pooling modules a prepared graph may contain.
 POOLS: tuple[type[nn.Module], ...] = (

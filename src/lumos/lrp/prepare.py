@@ -155,7 +155,7 @@ def _drop_specialized(graph: fx.Graph) -> None:
     extra = [n for n in graph.nodes if n.op == "placeholder"][1:]
     doomed: set[fx.Node] = set()
     for node in graph.nodes:
-        if node in extra and node.args or (node.all_input_nodes and all(
+        if (node in extra and node.args) or (node.all_input_nodes and all(
                 a in doomed or a in extra for a in node.all_input_nodes)):
             doomed.add(node)
     for node in reversed(list(graph.nodes)):

@@ -63,17 +63,21 @@ class Rule:
     """An LRP rule: a name, its terms and group masks (for weighted layers), and a stabiliser.
 
     ``kind`` is ``"linear"`` for rules made of terms, ``"pass"``, ``"norm"`` or ``"gradient"``
-    for rules of layers without weights. Build rules with the functions of this module
-    (transformer rules: :mod:`lumos.lrp.attention`, :mod:`lumos.lrp.norms`).
+    for rules of layers without weights, ``"product"`` for element-wise products of two
+    activations (:mod:`lumos.lrp.products`; ``gate``: the gate factor is held constant). Build
+    rules with the functions of this module and of :mod:`lumos.lrp.products`;
+    ``"constant"`` (the output is a constant) and ``"std-constant"`` (normalisation by a constant
+    std) come from :mod:`lumos.lrp.attention` and :mod:`lumos.lrp.norms`.
     """
 
     name: str
-    kind: Literal["linear", "pass", "norm", "gradient", "uniform", "constant", "std-constant"]
+    kind: Literal["linear", "pass", "norm", "gradient", "product", "constant", "std-constant"]
     terms: tuple[Term, ...] = ()
     masks: tuple[Literal["all", "pos", "neg"], ...] = ("all",)
     stabilizer: StabilizerLike = 1e-6
     low: BoundLike | None = None
     high: BoundLike | None = None
+    gate: bool = False
 
     def __repr__(self) -> str:
         return f"{self.name}()"
