@@ -1,8 +1,8 @@
 """LRP on today's transformer-era image models, random weights: torchvision ViT and ConvNeXt,
 timm ViT, DeiT, Swin and ConvNeXt. Every one gives finite, non-zero relevance under CPLRP (the
-ViTs also under AttnLRP, ConvNeXt under the CNN composite EpsilonPlus), the user's model untouched; what
-stays refused (torchvision's Swin and MaxViT, whose attention is one opaque function) raises one
-clear error naming the operation, its module path and its source line."""
+ViTs also under AttnLRP, ConvNeXt under the CNN composite EpsilonPlus), the user's model
+untouched; what stays refused (torchvision's Swin and MaxViT, whose attention is one opaque
+function) raises one clear error naming the operation, its module path and its source line."""
 
 from __future__ import annotations
 
