@@ -142,3 +142,13 @@ def test_scale_by_constants_passes_relevance() -> None:
     x = torch.randn(2, L, D, dtype=torch.float64)
     relevance, start = _relevance(model, x, [])
     torch.testing.assert_close(relevance, start.view_as(x), rtol=1e-12, atol=1e-12)
+
+
+def test_einsum_of_two_activations_is_a_matmul() -> None:
+    x = torch.randn(2, L, 2 * D, dtype=torch.float64)
+    torch.manual_seed(3)
+    einsum, _ = _relevance(Fn(lambda m, x: torch.einsum("bik,bjk->bij", x[:, :, :D],
+                                                        x[:, :, D:])), x, [])
+    torch.manual_seed(3)
+    matmul, _ = _relevance(Fn(lambda m, x: x[:, :, :D] @ x[:, :, D:].transpose(1, 2)), x, [])
+    torch.testing.assert_close(einsum, matmul, rtol=1e-12, atol=1e-12)

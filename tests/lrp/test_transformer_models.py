@@ -1,8 +1,8 @@
-"""LRP on today's transformer-era image models, random weights: torchvision ViT and ConvNeXt,
+"""LRP on today's transformer-era image models, random weights: torchvision ViT, ConvNeXt, MaxViT,
 timm ViT, DeiT, Swin and ConvNeXt. Every one gives finite, non-zero relevance under CPLRP (the
 ViTs also under AttnLRP, ConvNeXt under the CNN composite EpsilonPlus), the user's model
-untouched; what stays refused (torchvision's Swin and MaxViT, whose attention is one opaque
-function) raises one clear error naming the operation, its module path and its source line."""
+untouched; what stays refused (torchvision's Swin v1 and v2, whose attention is one function
+hidden from tracing) raises one clear error naming the operation, its module path and its source line."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], int, tuple[str, ...]]] = {
     "convnext_small": (_torchvision("convnext_small"), 32, ()),
     "convnext_base": (_torchvision("convnext_base"), 32, ()),
     "convnext_large": (_torchvision("convnext_large"), 32, ()),
+    "maxvit_t": (_torchvision("maxvit_t"), 224, ()),
     "timm_vit_small_patch16_224": (_timm("vit_small_patch16_224"), 224, ("AttnLRP",)),
     "timm_deit_small_patch16_224": (_timm("deit_small_patch16_224"), 224, ()),
     "timm_swin_tiny_patch4_window7_224": (_timm("swin_tiny_patch4_window7_224"), 224, ()),
@@ -74,8 +75,7 @@ def test_transformer_models_get_finite_nonzero_relevance(name: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name, op, path", [
     ("swin_t", "shifted_window_attention", "features.1.0.attn"),
-    ("swin_v2_t", "shifted_window_attention_v2", "features.1.0.attn"),
-    ("maxvit_t", "", ""),
+    ("swin_v2_t", "_get_relative_position_bias", "features.1.0.attn"),
 ])
 def test_refused_models_name_operation_path_and_line(name: str, op: str, path: str) -> None:
     model = _torchvision(name)()

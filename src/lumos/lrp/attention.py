@@ -37,20 +37,25 @@ Handler = Callable[[PrepGraph, fx.Node], None]
 
 class MatMul(nn.Module):
     """Product of two activations ``a @ b`` (``b`` transposed in its last two dimensions when
-    ``transpose_b``), times ``scale`` (``"auto"``: ``a.size(-1) ** -0.5``, as in attention)."""
+    ``transpose_b``; ``torch.einsum(equation, a, b)`` when an equation is given), times
+    ``scale`` (``"auto"``: ``a.size(-1) ** -0.5``, as in attention)."""
 
-    def __init__(self, transpose_b: bool = False, scale: float | str | None = None) -> None:
+    def __init__(self, transpose_b: bool = False, scale: float | str | None = None,
+                 equation: str | None = None) -> None:
         super().__init__()
-        self.transpose_b, self.scale = transpose_b, scale
+        self.transpose_b, self.scale, self.equation = transpose_b, scale, equation
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        y = torch.matmul(a, b.transpose(-2, -1) if self.transpose_b else b)
+        if self.equation is not None:
+            y = torch.einsum(self.equation, a, b)
+        else:
+            y = torch.matmul(a, b.transpose(-2, -1) if self.transpose_b else b)
         if self.scale is None:
             return y
         return y * (a.shape[-1] ** -0.5 if self.scale == "auto" else float(self.scale))
 
     def extra_repr(self) -> str:
-        return f"transpose_b={self.transpose_b}, scale={self.scale}"
+        return f"transpose_b={self.transpose_b}, scale={self.scale}, equation={self.equation}"
 
 
 class Scale(nn.Module):
@@ -228,6 +233,18 @@ def _matmul(g: PrepGraph, node: fx.Node) -> None:
     g.replace(node, MatMul(), (a, b))
 
 
+def _einsum(g: PrepGraph, node: fx.Node) -> None:
+    """``torch.einsum(equation, a, b)`` of two activations (MaxViT's attention)."""
+    equation, *operands = node.args
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = list(operands[0])
+    if not isinstance(equation, str) or len(operands) != 2 or not all(
+            _is_live(g, t) for t in operands):
+        raise g.error(node, "einsum of other than two activations",
+                      "use einsum on two activations, or nn.Linear for weights")
+    g.replace(node, MatMul(equation=equation), tuple(operands))
+
+
 def _is_constant(g: PrepGraph, arg: Any) -> bool:
     """Whether ``arg`` is computed from model tensors and shapes only (not from the input)."""
     todo, seen = [arg], set()
@@ -313,6 +330,7 @@ def transformer_functions(base: dict[Any, Handler]) -> dict[Any, Handler]:
     for fn in (F.softmax, torch.softmax, "softmax"):
         table[fn] = _softmax
     table[F.scaled_dot_product_attention] = _sdpa
+    table[torch.einsum] = _einsum
     for fn in (torch.roll, "roll"):
         table[fn] = _roll
     for fn in (operator.mul, operator.imul, torch.mul, "mul"):
