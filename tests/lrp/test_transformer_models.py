@@ -2,7 +2,7 @@
 timm ViT, DeiT, Swin and ConvNeXt. Every one gives finite, non-zero relevance under CPLRP (the
 ViTs also under AttnLRP, ConvNeXt under the CNN composite EpsilonPlus), the user's model
 untouched; what stays refused (torchvision's Swin v1 and v2, whose attention is one function
-hidden from tracing) raises one clear error naming the operation, its module path and its source line."""
+hidden from tracing) raises one clear error naming the operation, its module path and line."""
 
 from __future__ import annotations
 
