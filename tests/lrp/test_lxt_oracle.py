@@ -27,7 +27,7 @@ HERE = Path(__file__).parent
 
 @pytest.mark.slow
 def test_cplrp_equals_lxt_on_vit_b_16(tmp_path: Path) -> None:
-    import lxt_vit
+    from lrp import lxt_vit
 
     out = tmp_path / "lxt.pt"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(

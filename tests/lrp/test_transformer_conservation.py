@@ -62,3 +62,18 @@ def test_attnlrp_sums_match_the_heatmap() -> None:
     exp = lumos.LRP(model, composites.AttnLRP(epsilon=0.0)).explain(x, target=0)
     assert torch.isfinite(exp.attribution).all() and exp.attribution.abs().sum() > 0
     torch.testing.assert_close(exp.layers["input"], exp.attribution.sum((1, 2, 3)))
+
+
+def test_no_library_class_or_function_is_patched() -> None:
+    import torch.nn.functional as F
+
+    classes = (nn.MultiheadAttention, nn.LayerNorm, nn.GroupNorm, nn.GELU, nn.Softmax, nn.Linear)
+    functions = (F.scaled_dot_product_attention, F.layer_norm, F.softmax, torch.matmul)
+    before = [dict(vars(c)) for c in classes]
+    model = _tiny_vit()
+    for composite in (composites.CPLRP(), composites.AttnLRP()):
+        lumos.LRP(model, composite).explain(torch.randn(1, 3, 16, 16, dtype=torch.float64))
+    assert [dict(vars(c)) for c in classes] == before
+    assert (F.scaled_dot_product_attention, F.layer_norm, F.softmax, torch.matmul) == functions
+    assert all(isinstance(m, nn.MultiheadAttention) for m in [model.encoder.layers[0]
+                                                               .self_attention])

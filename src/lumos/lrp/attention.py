@@ -197,11 +197,10 @@ class AttentionOps(nn.Module):
 
 def decompose_attention(model: nn.Module) -> None:
     """Replace every ``nn.MultiheadAttention`` inside ``model`` (a private copy) in place."""
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.MultiheadAttention):
                 setattr(module, child_name, AttentionOps(child))
-        del name
 
 
 # ---- preparation: functional operations ------------------------------------------------------
