@@ -72,7 +72,7 @@ def test_no_library_class_or_function_is_patched() -> None:
     before = [dict(vars(c)) for c in classes]
     model = _tiny_vit()
     for composite in (composites.CPLRP(), composites.AttnLRP()):
-        lumos.LRP(model, composite).explain(torch.randn(1, 3, 16, 16, dtype=torch.float64))
+        lumos.LRP(model, composite).explain(torch.randn(1, 3, 16, 16, dtype=torch.float64), 0)
     assert [dict(vars(c)) for c in classes] == before
     assert (F.scaled_dot_product_attention, F.layer_norm, F.softmax, torch.matmul) == functions
     assert all(isinstance(m, nn.MultiheadAttention) for m in [model.encoder.layers[0]
