@@ -14,8 +14,12 @@ printed as a second reference. lumos prepares its model copy once, outside the
 timing (it is cached inside the LRP object); Zennit registers its hooks inside the timing, as its
 context manager does on every use.
 
+EfficientNet-B0 (squeeze-excitation gates, SiLU, stochastic depth) gets a row of its own:
+lumos ``EpsilonPlus`` against the plain gradient only, as Zennit has no rule for its gates.
+
     .venv/bin/python bench/lrp_speed.py [--repeats 9] [--size 224] [--batch 4]
-        [--models vgg16 resnet18] [--batch 2 --models vit_b_16 convnext_tiny]
+        [--models vgg16 resnet18] [--gated efficientnet_b0]
+        [--batch 2 --models vit_b_16 convnext_tiny --gated]
 """
 
 from __future__ import annotations
@@ -154,17 +158,53 @@ def bench(name: str, repeats: int, batch: int, size: int) -> None:
           f"{ratio('lumos', 'gradient_cl')} of that", flush=True)
 
 
+def bench_gated(name: str, repeats: int, batch: int, size: int) -> None:
+    """One row for a CNN with squeeze-excitation gates (EfficientNet): lumos EpsilonPlus against
+    the plain gradient, interleaved round by round (Zennit has no rule for the gates)."""
+    import torchvision
+
+    import lumos
+    from lumos.lrp import composites
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    x = torch.randn(batch, 3, size, size)
+    lrp = lumos.LRP(model, composite=composites.EpsilonPlus())
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    calls = {"gradient": lambda x, t: _gradient(model, x, t),
+             "gradient_cl": lambda x, t: _gradient(model_cl, x, t),
+             "lumos": lambda x, t: lrp.attribute(x, target=t)}
+    for fn in calls.values():
+        fn(x, 1)
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(repeats):
+        for key, fn in calls.items():
+            times[key].append(_timed(fn, x))
+    pairs = {base: [a / b for a, b in zip(times["lumos"], times[base], strict=True)]
+             for base in ("gradient", "gradient_cl")}
+    med = {key: statistics.median(values) for key, values in times.items()}
+    print(f"{name} batch {batch} {size}x{size}, {torch.get_num_threads()} threads, {repeats} "
+          f"rounds: gradient {med['gradient']:.3f}s | lumos EpsilonPlus {med['lumos']:.3f}s = "
+          f"{statistics.median(pairs['gradient']):.2f}x (channels-last gradient "
+          f"{med['gradient_cl']:.3f}s: {statistics.median(pairs['gradient_cl']):.2f}x)",
+          flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--models", nargs="+", default=["vgg16", "resnet18"])
+    parser.add_argument("--models", nargs="*", default=["vgg16", "resnet18"])
+    parser.add_argument("--gated", nargs="*", default=["efficientnet_b0"],
+                        help="CNNs with squeeze-excitation gates, timed against the gradient only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.models:
         bench(name, args.repeats, args.batch, args.size)
+    for name in args.gated:
+        bench_gated(name, args.repeats, args.batch, args.size)
 
 
 if __name__ == "__main__":

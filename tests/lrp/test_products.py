@@ -65,6 +65,13 @@ def test_product_rules_equal_their_formulas(rule_name: str) -> None:
     got_a, got_c = _relevance(Product(gate=1), rule, a, const, r7)
     torch.testing.assert_close(got_a, r7)
     assert not got_c.any()
+    # a product by a constant (x * c, x / c): a fixed diagonal map, the activation keeps all
+    for module in (Product(factor=torch.rand(7, dtype=torch.float64) + 0.5),
+                   Product(factor=6.0, divide=True)):
+        leaf = a.detach().clone().requires_grad_(True)
+        y = products.product_step(module, rule)(None, None, (leaf,), {})
+        (grad,) = torch.autograd.grad(y, leaf, r7 / y.detach())
+        torch.testing.assert_close(leaf.detach() * grad, r7, rtol=1e-12, atol=1e-12)
 
 
 def test_product_with_no_gate_falls_back_to_uniform() -> None:

@@ -315,19 +315,17 @@ class RuleLayer:
         by_share: dict[int, list[tuple[str, Any, float, Tensor, Tensor]]] = {}
         for (kind, mod, coef), (inp, share) in sums.items():
             by_share.setdefault(id(share), []).append((kind, mod, coef, inp, share))
-        grad_x: Tensor | None = None
+        parts: dict[str, Tensor] = {}
         side: Tensor | None = None
         for entries in by_share.values():
             for (kind, _, _, inp, _), grad in zip(entries, self._products(entries, x),
                                                   strict=True):
                 if kind in ("x", "pos", "neg"):
-                    if kind != "x":
-                        grad = grad * (x > 0 if kind == "pos" else x < 0)
-                    grad_x = grad if grad_x is None else grad_x + grad
+                    parts[kind] = grad if kind not in parts else parts[kind] + grad
                 else:
                     part = inp * grad
                     side = part if side is None else side + part
-        return grad_x, side
+        return _by_sign(x, parts), side
 
     def _products(self, entries: list[tuple[str, Any, float, Tensor, Tensor]],
                   x: Tensor) -> list[Tensor]:
@@ -359,6 +357,19 @@ class RuleLayer:
             weight = _weight(self.op, mod)
             self._weights[key] = weight if coef == 1.0 else weight * coef
         return self._weights[key]
+
+
+def _by_sign(x: Tensor, parts: dict[str, Tensor]) -> Tensor | None:
+    """``g_x`` from the parts of terms reading ``x``, ``x+`` (counts where ``x > 0``) and ``x-``
+    (where ``x < 0``); where ``x == 0`` the input has no relevance, whichever part is picked."""
+    pos, neg, plain = parts.get("pos"), parts.get("neg"), parts.get("x")
+    if pos is not None:
+        signed = torch.where(x > 0, pos, 0.0 if neg is None else neg)
+    elif neg is not None:
+        signed = torch.where(x < 0, neg, 0.0)
+    else:
+        return plain
+    return signed if plain is None else plain + signed
 
 
 @dataclass(frozen=True)

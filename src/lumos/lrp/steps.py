@@ -80,9 +80,17 @@ def passthrough(module: nn.Module, name: str) -> Step:
         x = tensors[0]
         with torch.no_grad():
             value = module(*args, **kwargs)
-        out: Tensor = Route.apply(x, value, safe_ratio(value, x.detach()))
+            ratio = _RATIOS.get(type(module))   # act(x) / x in one pass where known
+            scale = ratio(x) if ratio is not None else safe_ratio(value, x.detach())
+        out: Tensor = Route.apply(x, value, scale)
         return out
     return step
+
+
+#: ``act(x) / x`` of self-gated activations, which is their gate (a relevance of ``x = 0`` is
+#: zero whatever the scale there).
+_RATIOS: dict[type, Callable[[Tensor], Tensor]] = {
+    nn.SiLU: torch.sigmoid, nn.Hardswish: torch.nn.functional.hardsigmoid}
 
 
 def weighted_step(layer: RuleLayer) -> Step:
