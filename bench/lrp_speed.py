@@ -2,7 +2,11 @@
 
 Runs torchvision VGG-16 and ResNet-18 (random weights, eval mode) on a batch of 4 random
 224x224 images with two CPU threads, EpsilonGammaBox(-3, 3) in both libraries (Zennit with its
-VGG / ResNet canonizers). The timed calls are interleaved round by round; each ratio is the
+VGG / ResNet canonizers). Transformer rows: ``vit_b_16`` runs lumos ``CPLRP()`` beside LXT 2.1's
+efficient CP-LRP (its torchvision ViT patches and Zennit ``Epsilon(1e-6)`` on Linear / Conv2d;
+LXT patches classes globally, so the bench applies its patches for LXT's own calls only and
+restores them after each); ``convnext_tiny`` runs lumos ``EpsilonPlus()`` (no Zennit canonizer
+exists for it). The timed calls are interleaved round by round; each ratio is the
 median (and quartiles) over rounds of a call's time over the same round's gradient, so machine
 load hits both sides of a ratio alike. lumos runs its private copy with channels-last
 weights on CPU (oneDNN's faster layout), so the gradient of a channels-last copy of the model is
@@ -15,6 +19,7 @@ lumos ``EpsilonPlus`` against the plain gradient only, as Zennit has no rule for
 
     .venv/bin/python bench/lrp_speed.py [--repeats 9] [--size 224] [--batch 4]
         [--models vgg16 resnet18] [--gated efficientnet_b0]
+        [--batch 2 --models vit_b_16 convnext_tiny --gated]
 """
 
 from __future__ import annotations
@@ -51,12 +56,53 @@ def _zennit(model: nn.Module, name: str) -> Callable[[Tensor, int], Tensor]:
     return run
 
 
-def _lumos(model: nn.Module) -> Callable[[Tensor, int], Tensor]:
+def _lumos(model: nn.Module, composite: object = None) -> Callable[[Tensor, int], Tensor]:
     import lumos
     from lumos.lrp import composites
 
-    lrp = lumos.LRP(model, composite=composites.EpsilonGammaBox(low=-3.0, high=3.0))
+    if composite is None:
+        composite = composites.EpsilonGammaBox(low=-3.0, high=3.0)
+    lrp = lumos.LRP(model, composite=composite)  # type: ignore[arg-type]
     return lambda x, target: lrp.attribute(x, target=target)
+
+
+def _lxt(model: nn.Module) -> Callable[[Tensor, int], Tensor]:
+    """LXT's efficient CP-LRP for torchvision's ViT, its global patches live during calls only."""
+    from lxt.efficient import monkey_patch, monkey_patch_zennit
+    from torchvision.models import vision_transformer
+    from zennit.composites import LayerMapComposite
+    from zennit.core import BasicHook
+    from zennit.rules import Epsilon
+
+    patched = (nn.GELU, nn.LayerNorm, nn.MultiheadAttention, BasicHook)
+    names = ("forward", "backward", "original_forward")
+    before = [{n: vars(c)[n] for n in names if n in vars(c)} for c in patched]
+    monkey_patch(vision_transformer)
+    monkey_patch_zennit()
+    after = [{n: vars(c)[n] for n in names if n in vars(c)} for c in patched]
+
+    def apply(states: list[dict[str, object]]) -> None:
+        for cls, state in zip(patched, states, strict=True):
+            for n in names:
+                if n in state:
+                    setattr(cls, n, state[n])
+                elif n in vars(cls):
+                    delattr(cls, n)
+
+    apply(before)
+
+    def run(x: Tensor, target: int) -> Tensor:
+        apply(after)
+        composite = LayerMapComposite([(nn.Linear, Epsilon(1e-6)), (nn.Conv2d, Epsilon(1e-6))])
+        try:
+            leaf = x.detach().requires_grad_(True)
+            with composite.context(model):
+                model(leaf)[:, target].sum().backward()
+            assert leaf.grad is not None
+            return leaf * leaf.grad
+        finally:
+            apply(before)
+    return run
 
 
 def _timed(fn: Callable[[Tensor, int], Tensor], x: Tensor) -> float:
@@ -75,8 +121,18 @@ def bench(name: str, repeats: int, batch: int, size: int) -> None:
     # user's model is a fair second reference
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     calls = {"gradient": lambda x, t: _gradient(model, x, t), "lumos": _lumos(model),
-             "gradient_cl": lambda x, t: _gradient(model_cl, x, t),
-             "zennit": _zennit(model, name)}
+             "gradient_cl": lambda x, t: _gradient(model_cl, x, t)}
+    if name.startswith("vit"):
+        from lumos.lrp import composites
+        with torch.no_grad():   # torchvision initialises the head to zero
+            model.heads.head.weight.normal_(0.0, 0.02)
+        calls["lumos"] = _lumos(model, composites.CPLRP())
+        calls["zennit"] = _lxt(model)
+    elif name.startswith("convnext"):
+        from lumos.lrp import composites
+        calls["lumos"] = _lumos(model, composites.EpsilonPlus())
+    else:
+        calls["zennit"] = _zennit(model, name)
     for fn in calls.values():  # warm-up (lumos prepares its copy here)
         fn(x, 1)
     times: dict[str, list[float]] = {key: [] for key in calls}
@@ -92,9 +148,12 @@ def bench(name: str, repeats: int, batch: int, size: int) -> None:
         q1, q2, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else pairs * 3
         return f"{q2:.2f}x [{q1:.2f}-{q3:.2f}]"
 
+    other = ("" if "zennit" not in calls else
+             f" | {'lxt' if name.startswith('vit') else 'zennit'} {med['zennit']:.3f}s = "
+             f"{ratio('zennit')}")
     print(f"{name:9s} batch {batch} {size}x{size}, {torch.get_num_threads()} threads, "
-          f"{repeats} rounds: gradient {med['gradient']:.3f}s | zennit {med['zennit']:.3f}s "
-          f"= {ratio('zennit')} | lumos {med['lumos']:.3f}s = {ratio('lumos')}", flush=True)
+          f"{repeats} rounds: gradient {med['gradient']:.3f}s{other} | lumos "
+          f"{med['lumos']:.3f}s = {ratio('lumos')}", flush=True)
     print(f"{'':9s} gradient of a channels-last copy {med['gradient_cl']:.3f}s: lumos = "
           f"{ratio('lumos', 'gradient_cl')} of that", flush=True)
 

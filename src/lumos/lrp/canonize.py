@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lumos.lrp import arith
+from lumos.lrp import arith, norms
+from lumos.lrp.attention import ATTENTION_LAYERS, transformer_functions
+from lumos.lrp.constants import constant_nodes
 from lumos.lrp.fold import functional_batchnorm
 from lumos.lrp.handlers import (
     ADVICE,
@@ -124,14 +126,17 @@ FUNCTIONS.pop(None, None)
 FUNCTIONS_BY_NAME: dict[str, Handler] = {
     "torchvision.ops.stochastic_depth.stochastic_depth": stochastic_depth,
 }
+FUNCTIONS.update(norms.FUNCTIONS)
+FUNCTIONS.update(transformer_functions(FUNCTIONS))
 
 
 def canonize_functions(g: PrepGraph) -> None:
     """Rewrite every supported ``call_function`` / ``call_method`` node into a module call."""
-    g.mark_shapes()
+    constants = constant_nodes(g)   # computations on parameters alone stay as they are
     for node in list(g.graph.nodes):
         erased = getattr(node, "_erased", False)   # a piece of a chunk already rewritten
-        if erased or node.op not in ("call_function", "call_method") or g.is_shape(node):
+        if erased or node.op not in ("call_function", "call_method") or g.is_shape(node) \
+                or node in constants:
             continue
         handler = FUNCTIONS.get(node.target) or FUNCTIONS_BY_NAME.get(op_name(node))
         if handler is None:
@@ -154,7 +159,10 @@ def canonize_modules(g: PrepGraph) -> None:
             upsample_to_resample(g, node, module)
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             continue   # folded or made Affine by lumos.lrp.fold
-        elif not isinstance(module, LINEAR_LAYERS + ACTIVATIONS + POOLS + LUMOS_LAYERS):
+        elif isinstance(module, norms.NORM_MODULES):
+            norms.canonize_norm_module(g, node)
+        elif not isinstance(module, LINEAR_LAYERS + ACTIVATIONS + POOLS + LUMOS_LAYERS
+                            + ATTENTION_LAYERS + norms.NORMS):
             raise g.error(node, f"module {type(module).__name__}", ADVICE)  # a leaf we lack
         else:
             check_leaf(g, node, module)

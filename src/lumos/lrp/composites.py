@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from lumos.lrp import products, rules
+from lumos.lrp.attention import MATMUL, PROJECTION, SOFTMAX, AttnSoftmax, ConstantWeights
 from lumos.lrp.layers import Affine, Difference, Mean, Resample, Sum
+from lumos.lrp.norms import NORMS, StdConstant
 from lumos.lrp.products import Product
 from lumos.lrp.rules import Rule, StabilizerLike
 
@@ -63,7 +65,16 @@ def base_map(stabilizer: StabilizerLike = 1e-6,
     return [(ACTIVATION, rules.Pass()), (SUM, rules.Norm(stabilizer)),
             (AVG_POOL, rules.Norm(stabilizer)), (RESAMPLE, rules.Norm(stabilizer)),
             (AFFINE, affine if affine is not None else rules.Pass()),
-            (PRODUCT, products.DEFAULT())]
+            (PRODUCT, products.DEFAULT()),
+            *_transformer_map()]
+
+
+def _transformer_map(softmax: Rule | None = None) -> list[tuple[Group, Rule]]:
+    """AttnLRP in attention and on norms (defaults of every named composite): the identity rule
+    on normalisations, the uniform split of products of two activations (attention scores,
+    weights times values), gradient times input through softmax."""
+    return [(NORMS, StdConstant()), (MATMUL, products.Uniform()),
+            (SOFTMAX, softmax or AttnSoftmax())]
 
 
 @dataclass
@@ -230,7 +241,72 @@ class EpsilonAlpha2Beta1Flat(Composite):
                                  [*first_map, (WEIGHTED, rules.Flat(stabilizer))]))
 
 
-__all__ = ["ACTIVATION", "AFFINE", "AVG_POOL", "CONVOLUTION", "DENSE", "PRODUCT", "RESAMPLE",
-           "SUM", "WEIGHTED",
-           "Composite", "Epsilon", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat",
-           "EpsilonGammaBox", "EpsilonPlus", "EpsilonPlusFlat", "LayerMap", "NameMap", "base_map"]
+class AttnLRP(Composite):
+    """AttnLRP (Achtibat et al. 2024): epsilon (or gamma) on Linear / Conv, the uniform rule on
+    products of activations, gradient times input through softmax, the identity rule on
+    normalisations (``1 / std`` constant) and smooth activations, sums split in proportion.
+
+    Parameters
+    ----------
+    epsilon : float
+        Stabiliser of the epsilon rule on linear and convolutional layers (and unfolded
+        BatchNorms).
+    gamma : float, optional
+        When set, LRP-gamma with this gamma (stabiliser ``epsilon``) replaces epsilon on linear
+        and convolutional layers.
+    projection_epsilon : float
+        Epsilon on the projections inside ``nn.MultiheadAttention`` (group ``PROJECTION``);
+        0 (LRP-0, their plain gradient) as in LXT's CP-LRP for torchvision's ViT.
+    """
+
+    softmax: Rule = AttnSoftmax()
+    product: Rule = products.Uniform()
+
+    def __init__(self, epsilon: float = 1e-6, gamma: float | None = None,
+                 projection_epsilon: float = 0.0, layer_map: LayerMapLike = (),
+                 name_map: NameMapLike = ()) -> None:
+        linear = rules.Epsilon(epsilon) if gamma is None else rules.Gamma(gamma, epsilon)
+        super().__init__([*layer_map, (PROJECTION, rules.Epsilon(projection_epsilon)),
+                          (ACTIVATION, rules.Pass()), (SUM, rules.Gradient()),
+                          (AVG_POOL, rules.Gradient()), (RESAMPLE, rules.Gradient()),
+                          (PRODUCT, self.product), *_transformer_map(self.softmax),
+                          (AFFINE, rules.Epsilon(epsilon)), (WEIGHTED, linear)],
+                         (), list(name_map))
+
+
+class CPLRP(AttnLRP):
+    """CP-LRP (Ali et al. 2022): as :class:`AttnLRP`, but the attention weights (the softmax
+    output) and gates are constants, so relevance flows through the values and the gated inputs
+    only (LXT's rule inside ViT attention)."""
+
+    softmax: Rule = ConstantWeights()
+    product: Rule = products.ConstantGate()
+
+
+__all__ = [
+    "ACTIVATION",
+    "AFFINE",
+    "AVG_POOL",
+    "CONVOLUTION",
+    "CPLRP",
+    "DENSE",
+    "MATMUL",
+    "NORMS",
+    "PRODUCT",
+    "PROJECTION",
+    "RESAMPLE",
+    "SOFTMAX",
+    "SUM",
+    "WEIGHTED",
+    "AttnLRP",
+    "Composite",
+    "Epsilon",
+    "EpsilonAlpha2Beta1",
+    "EpsilonAlpha2Beta1Flat",
+    "EpsilonGammaBox",
+    "EpsilonPlus",
+    "EpsilonPlusFlat",
+    "LayerMap",
+    "NameMap",
+    "base_map",
+]

@@ -24,9 +24,12 @@ from lumos.attribution.targets import Target, TargetLike
 from lumos.explanation import Explanation
 from lumos.lrp import composites as comp
 from lumos.lrp import products
+from lumos.lrp.attention import Scale, transformer_step
+from lumos.lrp.constants import add_sinks, live_nodes, sink_args
 from lumos.lrp.layers import Concat, LRPUnsupportedError, Reshape, Sum
 from lumos.lrp.ops import WEIGHTED
 from lumos.lrp.propagate import RuleLayer, Tap, safe_ratio
+from lumos.lrp.report import conservation_report, side_relevance
 from lumos.lrp.rules import Rule
 from lumos.lrp.steps import (
     Run,
@@ -73,6 +76,9 @@ class _Program:
                 first_open = False
             self.node_rules[node] = rule
             self.rules[str(node.target)] = rule
+        self.live = live_nodes(self.nodes, lambda n: getattr(self.node_rules.get(n), "kind",
+                                                             None) == "constant")
+        self.sink_args = sink_args(self.nodes, modules, (Scale,))
         for node in calls:
             self.steps[node] = self._step(node, modules[str(node.target)], self.name(node),
                                           self.node_rules[node])
@@ -86,6 +92,10 @@ class _Program:
             return lambda run, node, args, kwargs: args[0]
         if rule is None:
             rule = _default_rule(module)
+        special = transformer_step(module, rule, lambda: [a in self.live for a in node.args
+                                                          if isinstance(a, fx.Node)])
+        if special is not None:
+            return special
         if rule.kind == "gradient":
             return plain(module)
         if rule.kind == "pass":
@@ -176,10 +186,12 @@ class _Program:
                 env[node] = operator.attrgetter(str(node.target))(self.gm)
             elif node.op == "call_module":
                 args, kwargs = load(node.args), load(node.kwargs)
+                if state.explain and node in self.sink_args:
+                    args = add_sinks(state.sinks, node, args, self.sink_args[node])
                 if state.explain:
                     record: list[Tensor] = []
                     state.records[node] = record
-                    if isinstance(args[0], Tensor):
+                    if args and isinstance(args[0], Tensor):
                         state.untapped[node] = args[0]
                     args = tuple(Tap.apply(a, record) if isinstance(a, Tensor) and a.requires_grad
                                  else a for a in args)
@@ -219,7 +231,9 @@ def _prepare(model: nn.Module, example: Tensor) -> fx.GraphModule:
 
     gm = prepare(model, example)
     if example.device.type == "cpu":  # oneDNN convolutions are faster with channels-last weights
-        gm = gm.to(memory_format=torch.channels_last)
+        for module in gm.modules():
+            if isinstance(module, nn.Conv2d):
+                module.to(memory_format=torch.channels_last)
     for p in gm.parameters():
         p.requires_grad_(False)
     return gm
@@ -321,13 +335,15 @@ class LRP:
                 start = _start(out, score, relevance)
             seed = start if program.seed_is_relevance else safe_ratio(start, out.detach())
             has_side = any(True for _ in state.sides)
-            (grad,) = torch.autograd.grad(out, leaf, seed, retain_graph=has_side,
-                                          allow_unused=True)
+            sinks = [t for _, t in state.sinks.values()]
+            grad, *sink_grads = torch.autograd.grad(out, [leaf, *sinks], seed,
+                                                    retain_graph=has_side, allow_unused=True)
             attribution = leaf.detach() * grad if grad is not None else torch.zeros_like(x)
-            side = _side_relevance(state, leaf)
+            side = side_relevance(state.sides.values(), leaf)
             attribution = attribution + side if side is not None else attribution
         start_sum = start.reshape(len(start), -1).sum(1).detach()
-        layers = _report(program, state, start_sum, attribution) if explain else {}
+        layers = conservation_report(program, state, start_sum, attribution, sink_grads) \
+            if explain else {}
         return attribution.detach(), score.detach(), start_sum, tgt, layers
 
 
@@ -345,34 +361,3 @@ def _start(out: Tensor, score: Tensor | None, relevance: RelevanceLike) -> Tenso
     if not bool(torch.isfinite(value).all()):
         raise ValueError("relevance contains NaN or infinite values")
     return value.detach().to(out)
-
-
-def _side_relevance(state: Run, leaf: Tensor) -> Tensor | None:
-    """Relevance of constant-input terms (ZBox, Flat), carried back through reshapes."""
-    total: Tensor | None = None
-    for tensor, parts in state.sides.values():
-        if not parts:
-            continue
-        side = torch.stack(parts).sum(0) if len(parts) > 1 else parts[0]
-        if tensor is not leaf:
-            (side,) = torch.autograd.grad(tensor, leaf, side, retain_graph=True)
-        total = side if total is None else total + side
-    return total
-
-
-def _report(program: _Program, state: Run, start: Tensor,
-            attribution: Tensor) -> dict[str, Tensor]:
-    layers = {"output": start}
-    for node in reversed(list(state.records)):
-        parts = list(state.records[node])
-        _, side = state.sides.get(node, (None, []))
-        parts += [s.reshape(len(s), -1).sum(1) for s in side]
-        if not parts:
-            continue
-        name = program.name(node)
-        key, i = name, 2
-        while key in layers:
-            key, i = f"{name}#{i}", i + 1
-        layers[key] = torch.stack(parts).sum(0).detach()
-    layers["input"] = attribution.reshape(len(attribution), -1).sum(1)
-    return layers

@@ -14,19 +14,26 @@ naming the operation or module path and what to do.
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import torch
 from torch import Tensor, fx, nn
 
+from lumos.lrp.attention import ATTENTION_LAYERS, decompose_attention
 from lumos.lrp.canonize import canonize_functions, canonize_modules, op_name
+from lumos.lrp.constants import constant_nodes, materialize_constants
 from lumos.lrp.fold import fold_batchnorms, fold_paddings
-from lumos.lrp.layers import SUPPORTED, LRPUnsupportedError
+from lumos.lrp.layers import SUPPORTED as _CNN_LAYERS
+from lumos.lrp.layers import LRPUnsupportedError
+from lumos.lrp.norms import NORM_MODULES, NORMS
 from lumos.lrp.prepgraph import PrepGraph
 
-__all__ = ["LRPUnsupportedError", "prepare"]
+__all__ = ["SUPPORTED", "LRPUnsupportedError", "prepare"]
 
-_LEAVES = (*SUPPORTED, nn.modules.batchnorm._BatchNorm, nn.Identity,
+#: Every module type a prepared graph's ``call_module`` nodes may target.
+SUPPORTED: tuple[type[nn.Module], ...] = (*_CNN_LAYERS, *ATTENTION_LAYERS, *NORMS)
+_LEAVES = (*SUPPORTED, *NORM_MODULES, nn.modules.batchnorm._BatchNorm, nn.Identity,
            nn.modules.dropout._DropoutNd, nn.Flatten, nn.Unflatten)
 
 
@@ -96,6 +103,7 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     private = _private_copy(model)
     expected = _reference(private, example)
+    decompose_attention(private)   # the private copy's nn.MultiheadAttention, as traced ops
     g = _trace(private)
     _one_module_per_node(g)   # first: rewriting one call's layer must not change another's
     canonize_modules(g)
@@ -103,6 +111,7 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
     fold_paddings(g)
     fold_batchnorms(g)
     _drop_dead(g)
+    materialize_constants(g)
     _check(g)
     gm = _build(g)
     if example is not None:
@@ -129,10 +138,36 @@ def _reference(private: nn.Module, example: Tensor | None) -> Any:
         return private(example)
 
 
+def _defaults(model: nn.Module) -> dict[str, Any]:
+    """The root's optional arguments with simple defaults (``attn_mask=None``, flags): traced as
+    those constants, so that ``if attn_mask is not None`` in a model's code takes its branch."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return {}
+    simple = (type(None), bool, int, float, str)
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty
+            and isinstance(p.default, simple)}
+
+
+def _drop_specialized(graph: fx.Graph) -> None:
+    """Remove the placeholders of arguments fixed to their defaults, and their guards."""
+    extra = [n for n in graph.nodes if n.op == "placeholder"][1:]
+    doomed: set[fx.Node] = set()
+    for node in graph.nodes:
+        if (node in extra and node.args) or (node.all_input_nodes and all(
+                a in doomed or a in extra for a in node.all_input_nodes)):
+            doomed.add(node)
+    for node in reversed(list(graph.nodes)):
+        if node in doomed and all(u in doomed for u in node.users):
+            graph.erase_node(node)
+
+
 def _trace(private: nn.Module) -> PrepGraph:
     tracer = _Tracer()
     try:
-        graph = tracer.trace(private)
+        graph = tracer.trace(private, concrete_args=_defaults(private) or None)
+        _drop_specialized(graph)
     except Exception as err:
         where = tracer.failed_at or "<root>"
         raise LRPUnsupportedError(
@@ -168,12 +203,13 @@ def _one_module_per_node(g: PrepGraph) -> None:
 
 def _check(g: PrepGraph) -> None:
     """Every remaining node is a supported module call, a shape computation, or I/O."""
-    g.mark_shapes()
+    constants = constant_nodes(g)   # calls mark_shapes
     for node in g.graph.nodes:
         if node.op == "call_module" and not isinstance(g.modules[str(node.target)], SUPPORTED):
             module = g.modules[str(node.target)]
             raise g.error(node, f"module {type(module).__name__}", "no rule maps it")
-        if node.op in ("call_function", "call_method") and not g.is_shape(node):
+        if node.op in ("call_function", "call_method") and not g.is_shape(node) \
+                and node not in constants:
             raise g.error(node, f"operation {op_name(node)}", "no rule maps it")
         if node.op == "get_attr" and any(not g.is_shape(u) for u in node.users):
             raise g.error(node, f"parameter or buffer '{node.target}' used outside its layer",

@@ -65,11 +65,13 @@ class Rule:
     ``kind`` is ``"linear"`` for rules made of terms, ``"pass"``, ``"norm"`` or ``"gradient"``
     for rules of layers without weights, ``"product"`` for element-wise products of two
     activations (:mod:`lumos.lrp.products`; ``gate``: the gate factor is held constant). Build
-    rules with the functions of this module and of :mod:`lumos.lrp.products`.
+    rules with the functions of this module and of :mod:`lumos.lrp.products`;
+    ``"constant"`` (the output is a constant) and ``"std-constant"`` (normalisation by a constant
+    std) come from :mod:`lumos.lrp.attention` and :mod:`lumos.lrp.norms`.
     """
 
     name: str
-    kind: Literal["linear", "pass", "norm", "gradient", "product"]
+    kind: Literal["linear", "pass", "norm", "gradient", "product", "constant", "std-constant"]
     terms: tuple[Term, ...] = ()
     masks: tuple[Literal["all", "pos", "neg"], ...] = ("all",)
     stabilizer: StabilizerLike = 1e-6

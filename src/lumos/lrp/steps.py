@@ -32,6 +32,8 @@ class Run:
     records: dict[fx.Node, list[Tensor]] = field(default_factory=dict)
     sides: dict[fx.Node, tuple[Tensor, list[Tensor]]] = field(default_factory=dict)
     untapped: dict[fx.Node, Tensor] = field(default_factory=dict)
+    #: constants fed to layers, tracked per sample when explaining: (node, arg) -> (root, copy)
+    sinks: dict[tuple[fx.Node, int], tuple[fx.Node, Tensor]] = field(default_factory=dict)
 
 
 Step = Callable[[Run, fx.Node, tuple[Any, ...], dict[str, Any]], Tensor]
