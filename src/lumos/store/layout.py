@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +71,28 @@ def write_shard(path: Path, groups: Mapping[str, Mapping[str, np.ndarray]],
     """
     h5py = _h5py()
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, arrays in groups.items():
+            group = f.create_group(name)
+            for field, array in arrays.items():
+                group.create_dataset(field, data=array)
+        for k, v in attrs.items():
+            f.attrs[k] = v
+    return path
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temp path next to ``path``; fsynced and renamed onto ``path`` when the block succeeds,
+    removed when it raises."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}{_PART}")
     try:
-        with h5py.File(tmp, "w") as f:
-            for name, arrays in groups.items():
-                group = f.create_group(name)
-                for field, array in arrays.items():
-                    group.create_dataset(field, data=array)
-            for k, v in attrs.items():
-                f.attrs[k] = v
+        yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
 
 
 def read_shard_attrs(path: Path) -> dict[str, Any] | None:
@@ -108,17 +116,10 @@ def merge(folder: Path, shards: Iterable[Path], groups: Iterable[str],
     written = []
     for group in groups:
         target = folder / f"{group}.h5"
-        tmp = target.with_name(f".{target.name}.{os.getpid()}{_PART}")
-        try:
-            with h5py.File(tmp, "w") as out:
-                _concatenate(out, [(h5py.File(p, "r"), group) for p in paths])
-                for k, v in attrs.get(group, {}).items():
-                    out.attrs[k] = v
-            _fsync(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with _replacing(target) as tmp, h5py.File(tmp, "w") as out:
+            _concatenate(out, [(h5py.File(p, "r"), group) for p in paths])
+            for k, v in attrs.get(group, {}).items():
+                out.attrs[k] = v
         written.append(target)
     return written
 
