@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32,
                         help="samples per explanation batch (default: 32; halved on CUDA OOM)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="data loading worker processes (default: 0 in memory, else <= 4)")
+                        help="data loading worker processes (default: none in memory; on "
+                        "CPU one once a rank has 4 cores, else none; on a GPU up to 4)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="where catalog datasets live (default: $LUMOS_DATA or ./data)")
     parser.add_argument("--download", action="store_true", help="download a missing dataset")

@@ -29,9 +29,10 @@ from lumos.progress import Progress
 from lumos.store import layout, shards
 from lumos.store.shards import Range
 
-#: ``(x, target) -> Explanation``, or ``-> Tensor`` for an attribution-only method (LRP here):
-#: the store then adds ``f_target(x)`` from the model's output and the conservation gap.
-ExplainFn = Callable[[Tensor, Tensor], "Explanation | Tensor"]
+#: ``(x, target) -> Explanation``, or ``-> Tensor`` for an attribution-only method (LRP here,
+#: :class:`AttributeOnly`, whose own forward pass also gives the prediction): the store then
+#: adds ``f_target(x)`` from the model's output and the conservation gap.
+ExplainFn = Callable[[Tensor, Any], "Explanation | Tensor"]
 _UNREADABLE = 2
 #: Key of the model's own forward pass (prediction and target) in a shard's timing.
 PREDICT = "(predict)"
@@ -145,26 +146,39 @@ def _check_status(status: Tensor, rows: np.ndarray, describe: Callable[[int], st
 def _explain_batch(model: nn.Module, x: Tensor, y: Tensor, work: Work,
                    explainers: dict[str, ExplainFn], n_classes: int,
                    seconds: dict[str, float]) -> tuple[Tensor, dict[str, Explanation]]:
-    begin = time.perf_counter()
-    with torch.no_grad():
-        logits = model(x)
-    target = _targets(work.target, logits, y, n_classes).to(x.device)
-    seconds[PREDICT] += time.perf_counter() - begin
-    out = {}
-    for key, fn in explainers.items():
+    out: dict[str, Explanation] = {}
+    first = next((k for k, fn in explainers.items() if isinstance(fn, AttributeOnly)), None)
+    if first is not None:  # LRP's own forward pass gives the prediction: no extra forward
+        pick = Pick(work.target, y, n_classes)
+        out[first] = _timed(first, explainers[first], x, pick, seconds)
+        logits, target = pick.output, pick.classes
+    else:
         begin = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # per-sample convergence is stored, not warned
-            result = _fitted(fn, x, target)
+        with torch.no_grad():
+            logits = model(x)
+        target = _targets(work.target, logits, y, n_classes).to(x.device)
+        seconds[PREDICT] += time.perf_counter() - begin
+    for key, fn in explainers.items():
+        if key not in out:
+            out[key] = _timed(key, fn, x, target, seconds)
+    for key, result in out.items():
         if isinstance(result, Tensor):
             score = logits.gather(1, target[:, None])[:, 0]
-            result = Explanation(attribution=result, output=score, method=key, target=target,
-                                 delta=result.flatten(1).sum(1) - score)
-        out[key] = result.detach()
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-        seconds[key] += time.perf_counter() - begin
-    return logits, out
+            out[key] = Explanation(attribution=result, output=score, method=key, target=target,
+                                   delta=result.flatten(1).sum(1) - score)
+    return logits, {key: out[key] for key in explainers}
+
+
+def _timed(key: str, fn: ExplainFn, x: Tensor, target: Tensor | Pick,
+           seconds: dict[str, float]) -> Any:
+    begin = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # per-sample convergence is stored, not warned
+        result = _fitted(fn, x, target)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    seconds[key] += time.perf_counter() - begin
+    return result.detach()
 
 
 def _targets(target: str | int, logits: Tensor, y: Tensor, n_classes: int) -> Tensor:
@@ -175,22 +189,55 @@ def _targets(target: str | int, logits: Tensor, y: Tensor, n_classes: int) -> Te
     return torch.full((len(logits),), int(target), dtype=torch.long)
 
 
-def attribute_only(key: str, model: nn.Module, low: Tensor, high: Tensor) -> ExplainFn:
-    """``lumos.LRP(model, composite).attribute`` for ``lrp:COMPOSITE`` (no per-layer report)."""
-    import inspect
+class Pick:
+    """A callable LRP target that picks the class from the output of LRP's own forward pass
+    (``predicted``, ``label`` or a fixed class) and keeps that output as the prediction."""
 
-    from lumos.experiments.methods import COMPOSITES
-    from lumos.lrp import composites
-    from lumos.lrp.engine import LRP
+    def __init__(self, target: str | int, y: Tensor, n_classes: int) -> None:
+        self.target, self.y, self.n_classes = target, y, n_classes
+        self.output = torch.empty(0)
+        self.classes = torch.empty(0, dtype=torch.long)
 
-    cls = getattr(composites, COMPOSITES[key.split(":", 1)[1]][0])
-    accepted = inspect.signature(cls).parameters
-    lrp = LRP(model, composite=cls(**{k: v for k, v in (("low", low), ("high", high))
-                                      if k in accepted}))
-    return lambda x, t: lrp.attribute(x, target=t)
+    def __call__(self, output: Tensor) -> Tensor:
+        if output.dim() != 2 or output.shape[1] != self.n_classes:
+            raise UserError(f"the model returns shape {tuple(output.shape)}, expected "
+                            f"(batch, {self.n_classes}) for its {self.n_classes} classes")
+        self.output = output.detach()
+        self.classes = _targets(self.target, self.output, self.y,
+                                self.n_classes).to(output.device)
+        return output.gather(1, self.classes[:, None])[:, 0]
+
+    def part(self, rows: slice) -> Pick:
+        """The same choice for the samples ``rows``."""
+        return Pick(self.target, self.y[rows], self.n_classes)
+
+    def join(self, parts: list[Pick]) -> None:
+        """Take the outputs and classes of ``parts`` (in order) as this batch's."""
+        self.output = torch.cat([p.output for p in parts])
+        self.classes = torch.cat([p.classes for p in parts])
 
 
-def _fitted(fn: ExplainFn, x: Tensor, t: Tensor) -> Explanation | Tensor:
+class AttributeOnly:
+    """``lumos.LRP(model, composite).attribute`` for ``lrp:COMPOSITE`` (no per-layer report);
+    the target may be a :class:`Pick`."""
+
+    def __init__(self, key: str, model: nn.Module, low: Tensor, high: Tensor) -> None:
+        import inspect
+
+        from lumos.experiments.methods import COMPOSITES
+        from lumos.lrp import composites
+        from lumos.lrp.engine import LRP
+
+        cls = getattr(composites, COMPOSITES[key.split(":", 1)[1]][0])
+        accepted = inspect.signature(cls).parameters
+        self.lrp = LRP(model, composite=cls(**{k: v for k, v in (("low", low), ("high", high))
+                                               if k in accepted}))
+
+    def __call__(self, x: Tensor, target: Tensor | Pick) -> Tensor:
+        return self.lrp.attribute(x, target=target)
+
+
+def _fitted(fn: ExplainFn, x: Tensor, t: Tensor | Pick) -> Explanation | Tensor:
     """``fn(x, t)``, halving the batch on a CUDA out-of-memory error until it fits."""
     try:
         return fn(x, t)
@@ -199,7 +246,11 @@ def _fitted(fn: ExplainFn, x: Tensor, t: Tensor) -> Explanation | Tensor:
             raise
         torch.cuda.empty_cache()
         h = len(x) // 2
-        parts = [_fitted(fn, x[:h], t[:h]).detach(), _fitted(fn, x[h:], t[h:]).detach()]
+        rows = [slice(None, h), slice(h, None)]
+        picks: list[Any] = [t.part(r) if isinstance(t, Pick) else t[r] for r in rows]
+        parts = [_fitted(fn, x[r], p).detach() for r, p in zip(rows, picks, strict=True)]
+        if isinstance(t, Pick):
+            t.join(picks)
         if isinstance(parts[0], Tensor):
             return torch.cat(parts)  # type: ignore[arg-type]
         return _concat(parts)  # type: ignore[arg-type]

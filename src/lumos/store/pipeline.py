@@ -22,7 +22,7 @@ from torch import nn
 from lumos import distributed
 from lumos.errors import UserError
 from lumos.store import keyed, layout, shards
-from lumos.store.compute import PREDICT, Work, attribute_only, run_rank
+from lumos.store.compute import PREDICT, AttributeOnly, ExplainFn, Work, run_rank
 from lumos.store.reader import Store, open_store, read_manifest
 from lumos.store.sources import DataSource, default_split, load_data, load_model, wrap_module
 
@@ -237,13 +237,14 @@ def _compute(world: distributed.World, folder: Path, clf: Any, source: DataSourc
     run = len((read_manifest(folder) or {}).get("runs", [])) or 1
     model = clf.model.to(world.device)
     domain = mt.Domain(clf.domain.low.to(world.device), clf.domain.high.to(world.device))
-    explainers = {m.key: attribute_only(m.key, model, domain.low, domain.high) if m.kind == "lrp"
-                  else mt.build(m, model, domain, options[m.key]) for m in parsed}
+    explainers: dict[str, ExplainFn] = {
+        m.key: AttributeOnly(m.key, model, domain.low, domain.high) if m.kind == "lrp"
+        else mt.build(m, model, domain, options[m.key]) for m in parsed}
     if workers is None:
         from lumos.store.sources import TensorItems
 
-        workers = 0 if isinstance(source.dataset, TensorItems) else min(
-            4, max(1, (os.cpu_count() or 2) // world.size - 1))
+        workers = default_workers(isinstance(source.dataset, TensorItems), world.device,
+                                  (os.cpu_count() or 1) // world.size)
     work = Work(folder=folder, mine=shards.deal(pending, world.rank, world.size),
                 batch_size=batch_size, target=target, dtype=DTYPES[dtype],
                 stems={m.key: layout.method_stem(m.key) for m in parsed},
@@ -252,6 +253,18 @@ def _compute(world: distributed.World, folder: Path, clf: Any, source: DataSourc
                 describe=source.describe)
     if work.mine:
         run_rank(work, model, source.dataset, explainers, len(clf.classes))
+
+
+def default_workers(in_memory: bool, device: torch.device, cpus: int) -> int:
+    """Loader worker processes per rank: none for in-memory data; on a GPU up to 4 (one core
+    left to the main process); on CPU one once a rank has 4 cores, else none (the explanation
+    itself runs on every core, and a worker decoding beside it slows it more than decoding in
+    turn costs)."""
+    if in_memory:
+        return 0
+    if device.type != "cpu":
+        return min(4, max(1, cpus - 1))
+    return 1 if cpus >= 4 else 0
 
 
 def _finish(folder: Path, settings: dict[str, Any], digest: str, todo: list[shards.Range],
