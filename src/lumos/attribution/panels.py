@@ -16,8 +16,13 @@ How ``V`` relates to the error of ``T2`` depends on the integrand:
 
 The estimate therefore is ``c * max(|sum_p V_p|, sqrt(sum_p |V_p|^2))``: the first term keeps
 the coherent (smooth) errors, the second the incoherent ones, and ``c`` goes from 1 when one
-panel holds the whole estimate (one jump) to ``1 / sqrt(3)`` (plus a margin) when many panels
-share it; the number of panels that share it is ``n_eff = (sum |V_p|^2)^2 / sum |V_p|^4``.
+entry holds the whole estimate (one jump of one pixel) to ``1 / sqrt(3)`` (plus a margin) when
+many independent contributions share it. How many share it is counted over all entries of all
+panels' ``V`` (pixel by pixel, not panel by panel): ``n_eff = (sum V^2)^2 / sum V^4``. The
+realised error concentrates like ``1 / sqrt(n_eff)`` around its expectation, so the margin
+shrinks with it: on a random ReLU6/Softplus CNN (``n_eff`` in the thousands) true / ``sqrt(sum
+|V_p|^2)`` stays within 0.55-0.62 of the 0.577 of the model, on the mnist CNN (``n_eff`` 60-400,
+sparse digits) it spreads over 0.38-0.73; ``MARGIN`` covers both.
 Finally the scalar integrand is known exactly on every panel (``f(b) - f(a)``), so the exact
 scalar errors of ``T1`` and ``T2`` give one honest projection of the vector error; when the
 ``T2`` error seen there is larger, relative to ``V``, than ``c`` assumes (a bump between nodes
@@ -32,8 +37,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-#: Margin of the error factor: ``c = max(1/sqrt(3) * sqrt(1 + MARGIN / sqrt(n_eff)), ...)``.
-MARGIN = 4.0
+#: Margin of the error factor: ``c = max(1/sqrt(3) * sqrt(1 + MARGIN / sqrt(n_eff)), ...)``
+#: (``n_eff`` over entries; 12 keeps every map of both bench models within its estimate).
+MARGIN = 12.0
 #: Weight of the exact scalar check in the error factor.
 SCALAR_WEIGHT = 0.8
 
@@ -108,12 +114,13 @@ class Assessment:
     panel_gap: np.ndarray
 
 
-def error_factor(v_sq: np.ndarray, e2: np.ndarray, e1: np.ndarray) -> float:
-    """The factor ``c`` of the module docstring from panel ``|V|^2`` and the scalar errors."""
+def error_factor(v_sq: np.ndarray, v_4: float, e2: np.ndarray, e1: np.ndarray) -> float:
+    """The factor ``c`` of the module docstring from panel ``|V|^2``, the sum of the fourth
+    powers of all entries of ``V`` and the scalar errors."""
     total = float(v_sq.sum())
     if total <= 0.0:
         return 1.0
-    n_eff = total**2 / max(float((v_sq**2).sum()), 1e-300)
+    n_eff = total**2 / max(v_4, 1e-300)
     c = min(1.0, np.sqrt((1.0 + MARGIN / np.sqrt(n_eff)) / 3.0))
     seen = float(np.sum((e1 - e2) ** 2))
     if seen > 0.0:
@@ -129,19 +136,21 @@ def assess(paths: list[PathNodes], scales: list[Tensor]) -> Assessment:
     attr: Tensor | None = None
     v_sum: Tensor | None = None
     v_sq, e2s, e1s = [], [], []
+    v_4 = 0.0
     for nodes, scale in zip(paths, scales, strict=True):
         total, v = nodes.integral_and_v(scale)
         attr = total if attr is None else attr + total
         v_path = v.sum(0)
         v_sum = v_path if v_sum is None else v_sum + v_path
         v_sq.append(v.flatten(1).double().pow(2).sum(1).cpu().numpy())
+        v_4 += float(v.double().pow(4).sum())
         e2, e1 = nodes.scalar_errors()
         e2s.append(e2)
         e1s.append(e1)
     assert attr is not None and v_sum is not None
     sq, e2_all, e1_all = np.concatenate(v_sq), np.concatenate(e2s), np.concatenate(e1s)
     spread = max(float(v_sum.double().norm()), float(np.sqrt(sq.sum())))
-    err_abs = error_factor(sq, e2_all, e1_all) * spread
+    err_abs = error_factor(sq, v_4, e2_all, e1_all) * spread
     norm = float(attr.double().norm())
     err = err_abs / norm if norm > 0 else (0.0 if err_abs == 0 else float("inf"))
     gap = float(np.mean([e.sum() for e in e2s]))
