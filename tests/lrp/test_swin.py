@@ -1,0 +1,152 @@
+"""torchvision's Swin v1/v2 under LRP (:mod:`lumos.lrp.windows`), on tiny float64 models.
+
+The window attention lumos computes for one input size equals torchvision's (padding, shifted
+windows and their mask, v2's cosine attention) to 1e-12; the prepared model reproduces the
+model; with biases and epsilon at zero CP-LRP passes the whole relevance to the input and the
+reported sinks (relative position biases, window masks); a second input size is prepared anew;
+what lumos cannot see into is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import lumos
+from helpers import untouched
+from lumos.lrp import composites
+from lumos.lrp.layers import LRPUnsupportedError
+from lumos.lrp.prepare import prepare
+from lumos.lrp.windows import WindowAttention
+
+torchvision = pytest.importorskip("torchvision")
+from torchvision.models import swin_transformer as st  # noqa: E402
+
+
+def _randomize(model: nn.Module, zero_bias: bool = False) -> nn.Module:
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("logit_scale"):
+                p.copy_(torch.log(torch.rand_like(p) * 20 + 1))
+            elif zero_bias and name.endswith("bias"):
+                p.zero_()
+            else:
+                p.normal_(0.0, 0.4)
+    return model.double().eval()
+
+
+def _tiny(v2: bool, zero_bias: bool = False, seed: int = 0) -> nn.Module:
+    """Patch 2, window 4, three stages: 20x20 pads 10x10 maps to 12x12 and merges 5x5 to 3x3."""
+    torch.manual_seed(seed)
+    extra = dict(block=st.SwinTransformerBlockV2, downsample_layer=st.PatchMergingV2) if v2 \
+        else {}
+    model = st.SwinTransformer(patch_size=[2, 2], embed_dim=8, depths=[2, 2, 2],
+                               num_heads=[2, 2, 4], window_size=[4, 4], num_classes=3,
+                               **extra)  # type: ignore[arg-type]
+    return _randomize(model, zero_bias)
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+@pytest.mark.parametrize("size", [(8, 8), (5, 7), (4, 12), (3, 3)])
+def test_window_attention_equals_torchvision(v2: bool, size: tuple[int, int]) -> None:
+    """(8, 8): shifted, no padding; (5, 7): padded to (8, 8) and shifted; (4, 12): one window
+    high, shifted across only; (3, 3): padded to one window, no shift."""
+    torch.manual_seed(1)
+    cls = st.ShiftedWindowAttentionV2 if v2 else st.ShiftedWindowAttention
+    attn = _randomize(cls(8, [4, 4], [2, 2], num_heads=2))
+    x = torch.randn(3, *size, 8, dtype=torch.float64)
+    with torch.no_grad():
+        expected = attn(x)
+        got = WindowAttention(attn, (1, *size, 8), cosine=v2)(x)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+@pytest.mark.parametrize("side", [16, 20, 23])
+def test_prepared_swin_reproduces_the_model(v2: bool, side: int) -> None:
+    model = _tiny(v2)
+    x = torch.randn(2, 3, side, side, dtype=torch.float64)
+    with untouched(model):
+        gm = prepare(model, x[:1])
+        with torch.no_grad():
+            torch.testing.assert_close(gm(x), model(x), rtol=1e-12, atol=1e-12)
+    assert gm.lumos_input_shape == (3, side, side)
+    kinds = {type(m).__name__ for m in gm.modules()}
+    assert {"MatMul", "Softmax", "Constant"} <= kinds
+    assert ("Normalization" in kinds) if v2 else True
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+@pytest.mark.parametrize(("side", "epsilon"), [(32, 0.0), (20, 1e-12)])
+def test_cp_lrp_conserves_relevance_up_to_bias_and_mask_sinks(v2: bool, side: int,
+                                                             epsilon: float) -> None:
+    """32x32: no padding, epsilon 0. 20x20: padded windows, whose zero tokens have zero
+    pre-activations without biases (0/0 under epsilon 0): epsilon 1e-12 there."""
+    model = _tiny(v2, zero_bias=True)
+    x = torch.randn(2, 3, side, side, dtype=torch.float64)
+    with untouched(model):
+        exp = lumos.LRP(model, composites.CPLRP(epsilon=epsilon)).explain(x, target=1)
+    layers = exp.layers
+    sinks = {k: v for k, v in layers.items() if k.endswith("(sink)")}
+    names = {k.rsplit(".", 1)[-1] for k in sinks}
+    assert names == {"relative_position_bias (sink)", "attn_mask (sink)"}
+    # one bias per attention module (6), one mask per shifted block (stages 1 and 2)
+    assert len(sinks) == 6 + 2, sorted(sinks)
+    total = layers["input"] + sum(sinks.values())
+    torch.testing.assert_close(total, layers["output"], rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(layers["input"], exp.attribution.sum((1, 2, 3)))
+    # the attention branch: the value path carries all of what enters the block's attention
+    block = "features.1.1.attn"
+    torch.testing.assert_close(layers[f"{block}.qkv"], layers[f"{block}.proj"], rtol=1e-8,
+                               atol=1e-10)
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_attnlrp_sends_relevance_into_the_sinks(v2: bool) -> None:
+    model = _tiny(v2)
+    x = torch.randn(1, 3, 20, 20, dtype=torch.float64)
+    exp = lumos.LRP(model, composites.AttnLRP(epsilon=1e-9)).explain(x, target=0)
+    assert torch.isfinite(exp.attribution).all() and exp.attribution.abs().sum() > 0
+    sinks = [v for k, v in exp.layers.items() if k.endswith("(sink)")]
+    assert sum(s.abs().sum() for s in sinks) > 0
+    torch.testing.assert_close(exp.layers["input"], exp.attribution.sum((1, 2, 3)))
+
+
+@pytest.mark.slow
+def test_another_input_size_is_prepared_again() -> None:
+    model = _tiny(False)
+    lrp = lumos.LRP(model, composites.EpsilonPlus())
+    with untouched(model):
+        for side in (16, 20, 16):
+            x = torch.randn(2, 3, side, side, dtype=torch.float64)
+            relevance = lrp.attribute(x, target=0)
+            assert relevance.shape == x.shape and torch.isfinite(relevance).all()
+            program = lrp.program(x)
+            assert program.input_shape == (3, side, side)
+            assert lrp.program(x) is program   # the same size reuses it
+            with torch.no_grad():
+                torch.testing.assert_close(program.gm(x), model(x), rtol=1e-12, atol=1e-12)
+
+
+def test_a_subclass_with_its_own_forward_is_refused_clearly() -> None:
+    class Custom(st.ShiftedWindowAttention):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return st.shifted_window_attention(
+                x * 2, self.qkv.weight, self.proj.weight, self.get_relative_position_bias(),
+                self.window_size, self.num_heads, shift_size=self.shift_size,
+                qkv_bias=self.qkv.bias, proj_bias=self.proj.bias, training=False)
+
+    model = _tiny(False)
+    model.features[1][0].attn = Custom(8, [4, 4], [0, 0], num_heads=2).double()
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    with untouched(model), pytest.raises(LRPUnsupportedError,
+                                         match=r"shifted_window_attention.*overrides forward"
+                                               r".*'features\.1\.0\.attn'"):
+        lumos.LRP(model).attribute(x, target=0)
+
+
+def test_preparing_without_an_example_is_refused() -> None:
+    with pytest.raises(LRPUnsupportedError, match=r"torchvision's \w+ at 'features\.\S+' "
+                                                  r"depends on the input size.*example"):
+        prepare(_tiny(True))
