@@ -114,6 +114,24 @@ def test_attnlrp_sends_relevance_into_the_sinks(v2: bool) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["swin_t", "swin_v2_t"])
+def test_torchvision_swin_at_an_odd_size(name: str) -> None:
+    """72x72: 18x18 maps padded to 21x21 and shifted, 9x9 merged with padding to 5x5."""
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None).eval()
+    x = torch.randn(1, 3, 72, 72)
+    lrp = lumos.LRP(model, composites.AttnLRP())
+    with untouched(model):
+        relevance = lrp.attribute(x, target=3)
+        with torch.no_grad():
+            expected = model(x)
+    assert torch.isfinite(relevance).all() and relevance.abs().sum() > 0
+    with torch.no_grad():
+        got = lrp.program(x).gm(x)
+    torch.testing.assert_close(got, expected, rtol=0.0, atol=1e-5 * float(expected.abs().max()))
+
+
+@pytest.mark.slow
 def test_another_input_size_is_prepared_again() -> None:
     model = _tiny(False)
     lrp = lumos.LRP(model, composites.EpsilonPlus())

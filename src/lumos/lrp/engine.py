@@ -6,7 +6,9 @@ the composite, and runs the copy with autograd functions whose backward pass *is
 propagation (:mod:`lumos.lrp.propagate`). The user's model is never run, changed or hooked.
 
 The prepared copy is cached and re-made when the user's model changes (parameter or buffer
-replaced, resized, moved, or modified in place, or a submodule swapped).
+replaced, resized, moved, or modified in place, or a submodule swapped), and, for a copy that
+holds for one input size only (torchvision's Swin, :mod:`lumos.lrp.windows`), when an input of
+another size comes.
 """
 
 from __future__ import annotations
