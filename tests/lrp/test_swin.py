@@ -170,7 +170,7 @@ def test_preparing_without_an_example_is_refused() -> None:
         prepare(_tiny(True))
 
 
-# ---- CP-LRP through one window attention, as dense per-token math --------------------------
+# ---- LRP through one window attention, as dense per-token math -----------------------------
 def _slots(padded: tuple[int, int], window: tuple[int, int], shift: tuple[int, int]
            ) -> list[tuple[int, int, int]]:
     """Per window slot (windows in row-major order): the padded-map row and column it reads
@@ -189,49 +189,58 @@ def _slots(padded: tuple[int, int], window: tuple[int, int], shift: tuple[int, i
     return slots
 
 
-def _dense_cp_lrp(attn: nn.Module, x: torch.Tensor, relevance: torch.Tensor, eps: float,
-                  v2: bool) -> torch.Tensor:
-    """``x (H, W, C)``, ``relevance`` at the output ``(H, W, C)``: CP-LRP (attention weights
-    constant, epsilon on qkv and proj) written per token and head."""
+def _dense_lrp(attn: nn.Module, x: torch.Tensor, relevance: torch.Tensor, eps: float,
+               v2: bool, attn_lrp: bool) -> torch.Tensor:
+    """``x (H, W, C)``, ``relevance`` at the output ``(H, W, C)``, epsilon on qkv and proj,
+    written per token and head. CP-LRP: the attention weights are constants. AttnLRP: half of
+    the relevance of ``A v`` and of ``q kᵀ`` to each factor, softmax gradient times input
+    ``R_s = s ⊙ (g - Σ A g)`` (the bias and mask take their share), v2's norms constant."""
     h, w, c = x.shape
     heads, d, n = attn.num_heads, c // attn.num_heads, 16
     slots = _slots((8, 8), (4, 4), (2, 2))
     real = [r < h and col < w for r, col, _ in slots]
     xs = torch.stack([x[r, col] if ok else x.new_zeros(c) for (r, col, _), ok in zip(
         slots, real, strict=True)])
-    wq, wk, wv = attn.qkv.weight.split(c)
-    bq, bk, bv = attn.qkv.bias.split(c)
-    bk = bk * 0 if v2 else bk
+    wqkv, bqkv = attn.qkv.weight, attn.qkv.bias.clone()
+    if v2:
+        bqkv[c:2 * c] = 0.0
     stab = lambda t: t + eps * torch.where(t >= 0, 1.0, -1.0).to(t)
     bias = attn.get_relative_position_bias()[0]
-    zv = xs @ wv.T + bv
+    z = xs @ wqkv.T + bqkv
     o = torch.zeros_like(xs)
-    weights = []
+    saved = []
     for win in range(len(slots) // n):
         t = slice(win * n, (win + 1) * n)
         labels = torch.tensor([slots[i][2] for i in range(win * n, (win + 1) * n)])
         mask = torch.where(labels[:, None] == labels[None, :], 0.0, -100.0)
         for head in range(heads):
-            f = slice(head * d, (head + 1) * d)
-            q, k = xs[t] @ wq[f].T + bq[f], xs[t] @ wk[f].T + bk[f]
+            fq, fk, fv = (slice(j * c + head * d, j * c + (head + 1) * d) for j in range(3))
+            q, k = z[t, fq], z[t, fk]
+            norms = None
             if v2:
-                scale = attn.logit_scale[head].exp().clamp(max=100.0)
-                q, k = (t / t.norm(dim=1, keepdim=True).clamp_min(1e-12) for t in (q, k))
-                scores = q @ k.T
-                scores = scores * scale
+                norms = [u.norm(dim=1, keepdim=True).clamp_min(1e-12) for u in (q, k)]
+                qs, ks = q / norms[0], k / norms[1]
+                scale = float(attn.logit_scale[head].exp().clamp(max=100.0))
             else:
-                scores = q @ k.T / d ** 0.5
-            a = torch.softmax(scores + bias[head] + mask, 1)
-            o[t, f] = a @ zv[t, f]
-            weights.append((t, f, a))
+                qs, ks, scale = q * d ** -0.5, k, 1.0
+            a = torch.softmax(scale * (qs @ ks.T) + bias[head] + mask, 1)
+            o[t, fq] = a @ z[t, fv]
+            saved.append((t, fq, fk, fv, a, qs, ks, scale, norms))
     y = o @ attn.proj.weight.T + attn.proj.bias
     ry = torch.stack([relevance[r, col] if ok else x.new_zeros(c) for (r, col, _), ok in zip(
         slots, real, strict=True)])
     go = (ry / stab(y)) @ attn.proj.weight    # relevance at o is o * go
-    rv = torch.zeros_like(xs)
-    for t, f, a in weights:   # the weights are constant: relevance o * go reaches v as v A^T go
-        rv[t, f] = zv[t, f] * (a.T @ go[t, f])
-    rx = xs * ((rv / stab(zv)) @ wv)
+    share = 0.5 if attn_lrp else 1.0
+    gz = torch.zeros_like(z)                  # relevance at z is z * gz
+    for t, fq, fk, fv, a, qs, ks, scale, norms in saved:
+        gz[t, fv] = share * (a.T @ go[t, fq])
+        if attn_lrp:
+            ga = share * (go[t, fq] @ z[t, fv].T)
+            gs = scale * a * (ga - (a * ga).sum(1, keepdim=True))
+            gq, gk = 0.5 * gs @ ks, 0.5 * gs.T @ qs
+            gz[t, fq], gz[t, fk] = (gq / norms[0], gk / norms[1]) if norms else \
+                (gq * d ** -0.5, gk)
+    rx = xs * (((z * gz) / stab(z)) @ wqkv)
     out = torch.zeros_like(x)
     for (r, col, _), ok, value in zip(slots, real, rx, strict=True):
         if ok:
@@ -240,17 +249,19 @@ def _dense_cp_lrp(attn: nn.Module, x: torch.Tensor, relevance: torch.Tensor, eps
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
-def test_cp_lrp_through_window_attention_equals_dense_math(v2: bool) -> None:
-    """A 5x7 map padded to 8x8, windows 4x4 shifted by 2: the heatmap of CP-LRP with epsilon
-    on the projections equals the formula written per token."""
+@pytest.mark.parametrize("attn_lrp", [False, True], ids=["CPLRP", "AttnLRP"])
+def test_lrp_through_window_attention_equals_dense_math(v2: bool, attn_lrp: bool) -> None:
+    """A 5x7 map padded to 8x8, windows 4x4 shifted by 2: the heatmap equals the formula
+    written per token and head."""
     torch.manual_seed(2)
     cls = st.ShiftedWindowAttentionV2 if v2 else st.ShiftedWindowAttention
     attn = _randomize(cls(8, [4, 4], [2, 2], num_heads=2))
     model = nn.Sequential(attn, nn.Flatten(1))
     x = torch.randn(1, 5, 7, 8, dtype=torch.float64)
     seed = torch.randn(1, 5 * 7 * 8, dtype=torch.float64)
+    composite = (composites.AttnLRP if attn_lrp else composites.CPLRP)(epsilon=1e-3)
     with untouched(model):
-        got = lumos.LRP(model, composites.CPLRP(epsilon=1e-3)).attribute(x, relevance=seed)
+        got = lumos.LRP(model, composite).attribute(x, relevance=seed)
     with torch.no_grad():
-        expected = _dense_cp_lrp(attn, x[0], seed.reshape(5, 7, 8), 1e-3, v2)
+        expected = _dense_lrp(attn, x[0], seed.reshape(5, 7, 8), 1e-3, v2, attn_lrp)
     torch.testing.assert_close(got[0], expected, rtol=1e-9, atol=1e-12)
