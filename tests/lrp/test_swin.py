@@ -164,6 +164,36 @@ def test_a_subclass_with_its_own_forward_is_refused_clearly() -> None:
         lumos.LRP(model).attribute(x, target=0)
 
 
+def test_one_module_called_at_two_sizes_is_refused() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = st.ShiftedWindowAttention(8, [4, 4], [2, 2], num_heads=2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([self.attn(x).flatten(1), self.attn(x[:, :4]).flatten(1)], 1)
+
+    model = _randomize(Twice())
+    with untouched(model), pytest.raises(LRPUnsupportedError,
+                                         match=r"'attn' was called with inputs of several"):
+        lumos.LRP(model).attribute(torch.randn(1, 8, 8, 8, dtype=torch.float64), target=0)
+
+
+def test_torchvision_is_not_patched() -> None:
+    classes = (st.ShiftedWindowAttention, st.ShiftedWindowAttentionV2, st.PatchMerging,
+               st.PatchMergingV2, st.SwinTransformerBlock)
+    before = [dict(vars(c)) for c in classes]
+    functions = (st.shifted_window_attention, st._get_relative_position_bias,
+                 st._patch_merging_pad)
+    model = _tiny(True)
+    lumos.LRP(model, composites.AttnLRP()).explain(torch.randn(1, 3, 16, 16,
+                                                               dtype=torch.float64), 0)
+    assert [dict(vars(c)) for c in classes] == before
+    assert (st.shifted_window_attention, st._get_relative_position_bias,
+            st._patch_merging_pad) == functions
+    assert type(model.features[1][0].attn) is st.ShiftedWindowAttentionV2
+
+
 def test_preparing_without_an_example_is_refused() -> None:
     with pytest.raises(LRPUnsupportedError, match=r"torchvision's \w+ at 'features\.\S+' "
                                                   r"depends on the input size.*example"):
