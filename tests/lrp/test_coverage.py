@@ -6,8 +6,9 @@ regnety_008, densenet121, inception_v3, seresnet50 and ghostnet_100: random weig
 BatchNorm statistics (so activations neither vanish nor explode), one small image each, float32,
 ``EpsilonPlus``. The relevance must be finite and not all zero; ``LRP`` checks on the way that
 the prepared copy reproduces the model's output. torchvision's Swin v1/v2 compute their attention
-in one function that torch.fx cannot see into (``shifted_window_attention``): they are refused
-with a clear error (strict xfail on that error). torchvision initialises a ViT head with zeros, so
+in one function that torch.fx cannot see into (``shifted_window_attention``): preparation replaces
+it in the private copy, for the example's size (:mod:`lumos.lrp.windows`); at 64x64 the windows
+are padded and shifted. torchvision initialises a ViT head with zeros, so
 zero weight matrices are drawn afresh (a zero logit has no relevance to give).
 """
 
@@ -21,11 +22,9 @@ import lumos
 from helpers import untouched
 from lrp.fixtures_models import randomize_batchnorm
 from lumos.lrp import composites
-from lumos.lrp.layers import LRPUnsupportedError
 
 TRANSFORMERS = ("vit_", "swin_", "maxvit_", "convnext_")
 EXCLUDED = {"vit_h_14"}
-REFUSED = ("swin_",)
 #: Input sizes where a model needs more than 32x32 (fixed-size patch grids, deep striding;
 #: SqueezeNet 1.0's ReLU logits are all zero for a 32x32 image: no relevance to give).
 SIZES = {"alexnet": 64, "inception_v3": 80, "squeezenet1_0": 64, "maxvit_t": 224,
@@ -45,11 +44,7 @@ def _torchvision_names() -> list[str]:
 
 
 def _case(name: str) -> object:
-    marks = [pytest.mark.slow]
-    if name.startswith(REFUSED):
-        marks.append(pytest.mark.xfail(raises=LRPUnsupportedError, strict=True,
-                                       reason="shifted-window attention is not traceable"))
-    return pytest.param(name, marks=marks)
+    return pytest.param(name, marks=[pytest.mark.slow])
 
 
 def _explain(model: nn.Module, size: int) -> torch.Tensor:

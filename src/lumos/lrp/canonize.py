@@ -44,6 +44,7 @@ from lumos.lrp.handlers import (
 from lumos.lrp.layers import ACTIVATIONS, LINEAR_LAYERS, LUMOS_LAYERS, POOLS, Resample
 from lumos.lrp.leaves import COPY_PADS, check_leaf, module_to_reshape, upsample_to_resample
 from lumos.lrp.prepgraph import PrepGraph
+from lumos.lrp.windows import FUNCTIONS_BY_NAME as _WINDOW_FUNCTIONS
 
 __all__ = ["FUNCTIONS", "FUNCTIONS_BY_NAME", "canonize_functions", "canonize_modules",
            "op_name"]
@@ -126,6 +127,7 @@ FUNCTIONS.pop(None, None)
 FUNCTIONS_BY_NAME: dict[str, Handler] = {
     "torchvision.ops.stochastic_depth.stochastic_depth": stochastic_depth,
 }
+FUNCTIONS_BY_NAME.update(_WINDOW_FUNCTIONS)
 FUNCTIONS.update(norms.FUNCTIONS)
 FUNCTIONS.update(transformer_functions(FUNCTIONS))
 

@@ -6,7 +6,9 @@ the composite, and runs the copy with autograd functions whose backward pass *is
 propagation (:mod:`lumos.lrp.propagate`). The user's model is never run, changed or hooked.
 
 The prepared copy is cached and re-made when the user's model changes (parameter or buffer
-replaced, resized, moved, or modified in place, or a submodule swapped).
+replaced, resized, moved, or modified in place, or a submodule swapped), and, for a copy that
+holds for one input size only (torchvision's Swin, :mod:`lumos.lrp.windows`), when an input of
+another size comes.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class _Program:
     def __init__(self, gm: fx.GraphModule, composite: comp.Composite) -> None:
         self.gm = gm
         self.origin: dict[str, str] = dict(getattr(gm, "lumos_origin", {}))
+        #: The input shape (batch dimension left out) the graph holds for; None: any.
+        self.input_shape: tuple[int, ...] | None = getattr(gm, "lumos_input_shape", None)
         self.nodes = list(gm.graph.nodes)
         self.output = next(n for n in self.nodes if n.op == "output")
         self.modules = modules = dict(gm.named_modules())
@@ -269,9 +273,11 @@ class LRP:
         self._key: tuple[Any, ...] | None = None
 
     def program(self, example: Tensor) -> _Program:
-        """The prepared model with its rules, re-made when the user's model changed."""
+        """The prepared model with its rules, re-made when the user's model changed (or the
+        input's shape, for a graph specialised to one, such as torchvision's Swin)."""
         key = _fingerprint(self.model)
-        if self._program is None or key != self._key:
+        if self._program is None or key != self._key or self._program.input_shape not in (
+                None, tuple(example.shape[1:])):
             self._program = _Program(_prepare(self.model, example.detach()[:1]), self.composite)
             self._key = key
         return self._program

@@ -1,7 +1,8 @@
 """LayerNorm, GroupNorm and RMSNorm in a prepared model, and the identity rule of AttnLRP.
 
 A normalisation layer computes ``y = (x - mean(x)) / std(x) * w + b`` over some dimensions
-(RMSNorm: no centring, ``std`` the root mean square). Preparation turns every such layer,
+(RMSNorm: no centring, ``std`` the root mean square; ``l2``: ``y = x / max(||x||, eps)``, the
+``F.normalize`` of cosine attention in Swin v2). Preparation turns every such layer,
 module or functional (``F.layer_norm``, ``F.group_norm``, ``F.rms_norm``), into one
 :class:`Normalization` module. Its LRP rule :func:`StdConstant` (AttnLRP's identity rule) treats
 ``1 / std`` as a constant: the centring and the affine part are linear and relevance follows their
@@ -20,21 +21,22 @@ from torch import Tensor, fx, nn
 from lumos.lrp.prepgraph import PrepGraph, node_inputs
 from lumos.lrp.rules import Rule
 
-Kind = Literal["layer", "group", "rms"]
+Kind = Literal["layer", "group", "rms", "l2"]
 
 
 class Normalization(nn.Module):
-    """A LayerNorm (last dimensions), GroupNorm (channel groups, dim 1) or RMSNorm.
+    """A LayerNorm (last dimensions), GroupNorm (channel groups, dim 1), RMSNorm or L2 norm.
 
     Parameters
     ----------
-    kind : {"layer", "group", "rms"}
+    kind : {"layer", "group", "rms", "l2"}
         Which statistics: mean and variance over the last ``len(shape)`` dimensions, over
-        channel groups, or the root mean square over the last dimensions.
+        channel groups, the root mean square over the last dimensions, or the Euclidean norm
+        over the last dimension (``F.normalize(x, dim=-1, eps=eps)``; ``shape`` is its size).
     shape : tuple of int
         The normalised trailing shape (``layer``, ``rms``) or ``(num_groups,)`` (``group``).
     eps : float
-        Added to the variance (mean square).
+        Added to the variance (mean square); for ``l2`` the least norm divided by.
     weight, bias : Tensor or None
         The affine part (per element of ``shape``, or per channel for ``group``).
     """
@@ -45,6 +47,8 @@ class Normalization(nn.Module):
     def __init__(self, kind: Kind, shape: tuple[int, ...], eps: float,
                  weight: Tensor | None, bias: Tensor | None) -> None:
         super().__init__()
+        if kind == "l2" and len(shape) != 1:
+            raise ValueError(f"an l2 normalisation is over the last dimension, got {shape}")
         self.kind, self.shape, self.eps = kind, tuple(shape), float(eps)
         for name, value in (("weight", weight), ("bias", bias)):
             self.register_buffer(name, None if value is None else value.detach().clone())
@@ -71,6 +75,9 @@ class Normalization(nn.Module):
                 centred.square().mean(-1, keepdim=True)
             return self._affine((centred * torch.rsqrt(var + self.eps)).reshape(x.shape))
         dims = self._dims(x)
+        if self.kind == "l2":
+            source = x.detach() if constant_std else x
+            return x / source.norm(2, dims, keepdim=True).clamp_min(self.eps)
         centred = x if self.kind == "rms" else x - x.mean(dims, keepdim=True)
         source = centred.detach() if constant_std else centred
         inv = torch.rsqrt(source.square().mean(dims, keepdim=True) + self.eps)
@@ -81,6 +88,8 @@ class Normalization(nn.Module):
             return F.layer_norm(x, self.shape, self.weight, self.bias, self.eps)
         if self.kind == "group":
             return F.group_norm(x, self.shape[0], self.weight, self.bias, self.eps)
+        if self.kind == "l2":
+            return F.normalize(x, 2.0, -1, self.eps)
         return F.rms_norm(x, self.shape, self.weight, self.eps)
 
     def extra_repr(self) -> str:

@@ -28,6 +28,7 @@ from lumos.lrp.layers import SUPPORTED as _CNN_LAYERS
 from lumos.lrp.layers import LRPUnsupportedError
 from lumos.lrp.norms import NORM_MODULES, NORMS
 from lumos.lrp.prepgraph import PrepGraph
+from lumos.lrp.windows import decompose_windows, record_shapes
 
 __all__ = ["SUPPORTED", "LRPUnsupportedError", "prepare"]
 
@@ -91,7 +92,9 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
         Every activation-computing node is a ``call_module`` on a module from
         ``lumos.lrp.layers.SUPPORTED``; each module is called by exactly one node. Parameters
         have ``requires_grad=False``. ``gm.lumos_origin`` maps each module name to the path of the
-        user's module it stands for.
+        user's module it stands for. ``gm.lumos_input_shape`` is the example's shape without the
+        batch dimension when the graph holds for inputs of that shape only (torchvision's Swin,
+        :mod:`lumos.lrp.windows`), else None.
 
     Raises
     ------
@@ -102,8 +105,10 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     private = _private_copy(model)
-    expected = _reference(private, example)
+    with record_shapes(private) as shapes:
+        expected = _reference(private, example)
     decompose_attention(private)   # the private copy's nn.MultiheadAttention, as traced ops
+    sized = decompose_windows(private, None if example is None else shapes)
     g = _trace(private)
     _one_module_per_node(g)   # first: rewriting one call's layer must not change another's
     canonize_modules(g)
@@ -114,6 +119,8 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
     materialize_constants(g)
     _check(g)
     gm = _build(g)
+    gm.lumos_input_shape = tuple(example.shape[1:]) if sized and example is not None \
+        else None  # type: ignore[assignment]
     if example is not None:
         _compare(gm, example, expected)
     return gm
