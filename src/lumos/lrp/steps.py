@@ -80,7 +80,7 @@ def passthrough(module: nn.Module, name: str) -> Step:
         x = tensors[0]
         with torch.no_grad():
             value = module(*args, **kwargs)
-            ratio = _RATIOS.get(type(module))   # act(x) / x in one pass where known
+            ratio = _ratio(module)   # act(x) / x in one pass where known
             scale = ratio(x) if ratio is not None else safe_ratio(value, x.detach())
         out: Tensor = Route.apply(x, value, scale)
         return out
@@ -91,6 +91,23 @@ def passthrough(module: nn.Module, name: str) -> Step:
 #: zero whatever the scale there).
 _RATIOS: dict[type, Callable[[Tensor], Tensor]] = {
     nn.SiLU: torch.sigmoid, nn.Hardswish: torch.nn.functional.hardsigmoid}
+
+
+def _gelu_gate(x: Tensor) -> Tensor:
+    """``GELU(x) / x = Phi(x)``, the standard normal CDF."""
+    return torch.special.ndtr(x)
+
+
+def _gelu_tanh_gate(x: Tensor) -> Tensor:
+    """``GELU_tanh(x) / x = (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2``."""
+    inner = (x + 0.044715 * x.pow(3)).mul_(0.7978845608028654)
+    return inner.tanh_().add_(1.0).mul_(0.5)
+
+
+def _ratio(module: nn.Module) -> Callable[[Tensor], Tensor] | None:
+    if isinstance(module, nn.GELU):
+        return _gelu_tanh_gate if module.approximate == "tanh" else _gelu_gate
+    return _RATIOS.get(type(module))
 
 
 def weighted_step(layer: RuleLayer) -> Step:
