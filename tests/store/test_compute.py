@@ -88,3 +88,24 @@ def test_wrong_output_width_is_one_clear_error() -> None:
         _explain_batch(model, torch.randn(2, 1, 8, 8), torch.zeros(2, dtype=torch.long),
                        SimpleNamespace(target="predicted"),  # type: ignore[arg-type]
                        {"lrp:epsilon-plus": lrp}, 10, _seconds())
+
+
+def test_prefetched_keeps_order_raises_where_the_source_fails_and_stops_early() -> None:
+    from lumos.store.compute import Prefetched
+
+    assert list(Prefetched(iter(range(10)))) == list(range(10))
+
+    def failing() -> Any:
+        yield 1
+        yield 2
+        raise OSError("disk gone")
+
+    seen = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in Prefetched(failing()):
+            seen.append(item)
+    assert seen == [1, 2]
+    endless = Prefetched(iter(range(10**9)), depth=2)
+    assert next(iter(endless)) == 0
+    endless.close()  # returns although the source never ends
+    assert not endless._thread.is_alive()
