@@ -230,3 +230,19 @@ def test_norm_and_pass_rules() -> None:
 def test_bad_rule_parameters(make: object, message: str) -> None:
     with pytest.raises((ValueError, TypeError), match=message):
         make()  # type: ignore[operator]
+
+
+def test_zplus_on_signed_inputs_in_float32_matches_float64() -> None:
+    """The one-pass z+ denominator ``(z + |W| |x|) / 2`` (lumos.lrp.signed) keeps float32
+    close to float64 on a depthwise and a dense convolution with signed inputs."""
+    for layer in (nn.Conv2d(8, 8, 7, padding=3, groups=8), nn.Conv2d(8, 16, 3, padding=1)):
+        nn.init.normal_(layer.bias, std=0.5)
+        x = torch.randn(2, 8, 12, 12, dtype=torch.float64)
+        r = torch.randn(2, layer.out_channels * 144, dtype=torch.float64)
+        out = {}
+        for dtype in (torch.float64, torch.float32):
+            model = nn.Sequential(layer, nn.Flatten()).to(dtype).eval()
+            lrp = lumos.LRP(model, composites.Composite(layer_map=[(nn.Conv2d, rules.ZPlus())]))
+            out[dtype] = lrp.attribute(x.to(dtype), relevance=r.to(dtype)).double()
+        err = (out[torch.float32] - out[torch.float64]).norm() / out[torch.float64].norm()
+        assert float(err) < 1e-5, float(err)

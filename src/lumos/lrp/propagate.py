@@ -22,6 +22,7 @@ from torch import Tensor
 
 from lumos.lrp.ops import LinearOp
 from lumos.lrp.rules import IDENTITY, POSITIVE, Rule, Term, stabilize
+from lumos.lrp.signed import by_sign, zplus_denominator, zplus_pair
 
 
 class Route(torch.autograd.Function):
@@ -115,6 +116,7 @@ class RuleLayer:
         self._plans: dict[bool, _Plan | None] = {}
         self._shifted: dict[float, Tensor] = {}
         self._constants: dict[Term, tuple[tuple[Any, ...], Tensor, Tensor]] = {}
+        self._zplus_bias: dict[tuple[object, ...], Tensor | None] = {}
 
     def __call__(self, x: Tensor, side: list[Tensor]) -> Tensor:
         out: Tensor = _RuleFunction.apply(self.op.pre(x), self, side, x.shape)
@@ -198,7 +200,12 @@ class RuleLayer:
             return value, self._signed_forward(plan, x, z, value)
         p: Tensor | None = None
         dens: list[Tensor | None] = [None] * len(rule.masks)
-        inputs: dict[Term, Tensor] = {}
+        inputs: dict[Term, Tensor | None] = {}
+        pair = None if pos_only else zplus_pair(active)
+        if pair is not None:  # z+ on a signed input: one extra pass (lumos.lrp.signed)
+            dens[pair[0].group] = zplus_denominator(op, x, z, pair, self._zplus_bias)
+            inputs = dict.fromkeys(pair)  # backward reads x's sign, not x+ / x-
+            active = []
         # terms of constant inputs first: their one-sample outputs add up before the batch's
         for term in sorted(active, key=lambda t: t.inputs not in ("ones", "low", "high")):
             kind = "x" if pos_only and term.inputs == "pos" else term.inputs
@@ -325,7 +332,7 @@ class RuleLayer:
                 else:
                     part = inp * grad
                     side = part if side is None else side + part
-        return _by_sign(x, parts), side
+        return by_sign(x, parts), side
 
     def _products(self, entries: list[tuple[str, Any, float, Tensor, Tensor]],
                   x: Tensor) -> list[Tensor]:
@@ -357,19 +364,6 @@ class RuleLayer:
             weight = _weight(self.op, mod)
             self._weights[key] = weight if coef == 1.0 else weight * coef
         return self._weights[key]
-
-
-def _by_sign(x: Tensor, parts: dict[str, Tensor]) -> Tensor | None:
-    """``g_x`` from the parts of terms reading ``x``, ``x+`` (counts where ``x > 0``) and ``x-``
-    (where ``x < 0``); where ``x == 0`` the input has no relevance, whichever part is picked."""
-    pos, neg, plain = parts.get("pos"), parts.get("neg"), parts.get("x")
-    if pos is not None:
-        signed = torch.where(x > 0, pos, 0.0 if neg is None else neg)
-    elif neg is not None:
-        signed = torch.where(x < 0, neg, 0.0)
-    else:
-        return plain
-    return signed if plain is None else plain + signed
 
 
 @dataclass(frozen=True)
