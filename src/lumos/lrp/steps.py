@@ -79,9 +79,13 @@ def passthrough(module: nn.Module, name: str) -> Step:
                                       f"({type(module).__name__}) has {len(tensors)}")
         x = tensors[0]
         with torch.no_grad():
-            value = module(*args, **kwargs)
-            ratio = _ratio(module)   # act(x) / x in one pass where known
-            scale = ratio(x) if ratio is not None else safe_ratio(value, x.detach())
+            ratio = _ratio(module)   # act(x) / x in one pass where known: act(x) = x * gate
+            if ratio is not None:
+                scale = ratio(x)
+                value = x * scale
+            else:
+                value = module(*args, **kwargs)
+                scale = safe_ratio(value, x.detach())
         out: Tensor = Route.apply(x, value, scale)
         return out
     return step
