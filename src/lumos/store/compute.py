@@ -201,11 +201,11 @@ def _check_status(status: Tensor, rows: np.ndarray, describe: Callable[[int], st
 def _explain_batch(model: nn.Module, x: Tensor, y: Tensor, work: Work,
                    explainers: dict[str, ExplainFn], n_classes: int,
                    seconds: dict[str, float]) -> tuple[Tensor, dict[str, Explanation]]:
-    out: dict[str, Explanation] = {}
+    raw: dict[str, Explanation | Tensor] = {}
     first = next((k for k, fn in explainers.items() if isinstance(fn, AttributeOnly)), None)
     if first is not None:  # LRP's own forward pass gives the prediction: no extra forward
         pick = Pick(work.target, y, n_classes)
-        out[first] = _timed(first, explainers[first], x, pick, seconds)
+        raw[first] = _timed(first, explainers[first], x, pick, seconds)
         logits, target = pick.output, pick.classes
     else:
         begin = time.perf_counter()
@@ -214,18 +214,23 @@ def _explain_batch(model: nn.Module, x: Tensor, y: Tensor, work: Work,
         target = _targets(work.target, logits, y, n_classes).to(x.device)
         seconds[PREDICT] += time.perf_counter() - begin
     for key, fn in explainers.items():
-        if key not in out:
-            out[key] = _timed(key, fn, x, target, seconds)
-    for key, result in out.items():
-        if isinstance(result, Tensor):
-            score = logits.gather(1, target[:, None])[:, 0]
-            out[key] = Explanation(attribution=result, output=score, method=key, target=target,
-                                   delta=result.flatten(1).sum(1) - score)
-    return logits, {key: out[key] for key in explainers}
+        if key not in raw:
+            raw[key] = _timed(key, fn, x, target, seconds)
+    score = logits.gather(1, target[:, None])[:, 0]
+    return logits, {key: _completed(key, raw[key], score, target) for key in explainers}
+
+
+def _completed(key: str, result: Explanation | Tensor, score: Tensor,
+               target: Tensor) -> Explanation:
+    """An attribution-only result with the target's score and the conservation gap added."""
+    if isinstance(result, Explanation):
+        return result
+    return Explanation(attribution=result, output=score, method=key, target=target,
+                       delta=result.flatten(1).sum(1) - score)
 
 
 def _timed(key: str, fn: ExplainFn, x: Tensor, target: Tensor | Pick,
-           seconds: dict[str, float]) -> Any:
+           seconds: dict[str, float]) -> Explanation | Tensor:
     begin = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # per-sample convergence is stored, not warned
