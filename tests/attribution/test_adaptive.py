@@ -12,6 +12,7 @@ from torch import nn
 
 import lumos
 from helpers import small_cnn, untouched
+from lumos.attribution.adaptive import completeness_bound
 from lumos.attribution.integrated import ConvergenceWarning
 
 
@@ -71,12 +72,36 @@ def test_unconverged_samples_are_reported_with_a_warning() -> None:
 
 
 def test_score_constant_along_the_path_converges_immediately() -> None:
-    """f(x) == f(x'): the relative bound is zero, the default atol decides (documented)."""
+    """f(x) == f(x'): the score's change is rounding, the rounding floor decides (documented)."""
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).double()
     x = torch.zeros(2, 4, dtype=torch.float64)
     exp = lumos.IntegratedGradients(model).explain(x, target=0)
     assert bool(exp.converged.all()) and int(exp.n_steps.max()) == 9  # the first 4 panels
     assert float(exp.attribution.abs().max()) == 0.0 and float(exp.error.max()) == 0.0
+
+
+def test_completeness_bound_is_relative_unless_the_change_is_rounding() -> None:
+    eps = float(torch.finfo(torch.float32).eps)
+    # a small change far above the rounding level of the scores: purely relative
+    assert completeness_bound(0.01, 0.6 + 1e-4, 0.6, torch.float32) == pytest.approx(1e-6)
+    # a change of a few ulps: the rounding level stands in for it
+    assert completeness_bound(0.01, 1 + 2 * eps, 1.0, torch.float32) == pytest.approx(
+        0.01 * 64 * eps)
+    assert completeness_bound(0.01, 3.0, 1.0, torch.float32, atol=0.5) == pytest.approx(0.52)
+
+
+def test_small_score_change_still_gets_a_relative_gap() -> None:
+    """f(x) - f(x') is 1e-4 of f: the gap is within tolerance of that change, not of f."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Softplus(), nn.Linear(8, 1))
+    x = torch.rand(1, 16)
+    base = x + 0.05 * torch.randn_like(x)  # nearby: a tiny, non-zero change of the score
+    exp = lumos.IntegratedGradients(model).explain(x, target=0, baselines=base,
+                                                   tolerance=0.01)
+    change = (exp.output - exp.baseline_output).abs()
+    floor = 64 * float(torch.finfo(torch.float32).eps) * max(1.0, float(exp.output.abs()))
+    assert bool(exp.converged.all()) and float(change) > 10 * floor, (change, floor)
+    assert float(exp.delta.abs()) <= 0.01 * float(change)
 
 
 def test_several_baselines_converge_against_the_mean_baseline_output() -> None:
@@ -194,7 +219,8 @@ def test_error_estimate_is_never_far_below_the_truth(seed, dtype, baselines) -> 
                                                    baselines=baselines, max_steps=4096)
     torch.manual_seed(seed)
     reference = fine_reference(model, x, seed % 4, baselines)
-    assert bool(exp.converged.all()) and bool((exp.error <= 1e-2).all())
+    floor = 1e-2 * (1 + torch.finfo(dtype).eps ** 0.5)  # the map criterion's rounding slack
+    assert bool(exp.converged.all()) and bool((exp.error <= floor).all()), exp.error
     assert exp.error.dtype == dtype
     true = map_error(exp.attribution, reference)
     assert bool((true <= 2 * exp.error.double() + 1e-6).all()), (true, exp.error)

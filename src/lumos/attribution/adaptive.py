@@ -105,13 +105,11 @@ class _Refiner:
         return assess(self.members(sample), scales)
 
     def bound(self, sample: int) -> float:
-        """The completeness bound ``tolerance * |f(x) - f(x')| + atol`` of one sample."""
+        """The completeness bound of one sample (:func:`completeness_bound`)."""
         members = self.members(sample)
         f_x = float(members[0].f[-1])
         f_base = float(np.mean([m.f[0] for m in members]))
-        slack = (default_atol(self.tolerance, f_x, f_base, self.diff.dtype)
-                 if self.atol is None else self.atol)
-        return self.tolerance * abs(f_x - f_base) + slack
+        return completeness_bound(self.tolerance, f_x, f_base, self.diff.dtype, self.atol)
 
     def map_slack(self, state: Assessment) -> float:
         """Absolute floor of the map criterion: rounding level of the attribution."""
@@ -178,14 +176,25 @@ def start_offset(dtype: torch.dtype) -> float:
     return min(float(torch.finfo(dtype).eps) ** 0.5, 1e-3)
 
 
-def default_atol(tolerance: float, f_x: float, f_base: float, dtype: torch.dtype) -> float:
-    """Absolute slack for ``f(x) ~ f(x')``: ``tolerance * sqrt(eps) * max(1, |f(x)|, |f(x')|)``.
+#: Below this many units in the last place of the larger score, ``f(x) - f(x')`` is rounding.
+ROUNDING_ULPS = 64
 
-    Without it a sample whose score does not change along the path could only converge with
-    an exactly zero gap, which rounding rarely allows.
+
+def completeness_bound(tolerance: float, f_x: float, f_base: float, dtype: torch.dtype,
+                       atol: float | None = None) -> float:
+    """The largest completeness gap a sample may keep.
+
+    With ``atol``: ``tolerance * |f(x) - f(x')| + atol``. By default
+    ``tolerance * max(|f(x) - f(x')|, 64 eps max(1, |f(x)|, |f(x')|))``: the gap relative to
+    the score's change, as asked, unless that change is itself at the rounding level of the
+    scores (then a relative gap means nothing, and rounding could keep it from ever
+    converging).
     """
-    eps = torch.finfo(dtype).eps
-    return tolerance * eps**0.5 * max(1.0, abs(f_x), abs(f_base))
+    change = abs(f_x - f_base)
+    if atol is not None:
+        return tolerance * change + atol
+    floor = ROUNDING_ULPS * float(torch.finfo(dtype).eps) * max(1.0, abs(f_x), abs(f_base))
+    return tolerance * max(change, floor)
 
 
 def integrate_adaptive(paths: Paths, tolerance: float, max_steps: int, atol: float | None,

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from lumos.attribution import quadrature
-from lumos.attribution.adaptive import INITIAL_NODES, default_atol, integrate_adaptive
+from lumos.attribution.adaptive import INITIAL_NODES, completeness_bound, integrate_adaptive
 from lumos.attribution.baselines import BaselineLike, resolve
 from lumos.attribution.checks import check_input
 from lumos.attribution.gradient import Model, check_model
@@ -110,10 +110,11 @@ class IntegratedGradients:
         Adaptive mode (``n_steps=None``) refines each sample's path separately until both the
         estimated relative L2 error of its attribution map, ``|A - IG| / |IG|``, is at most
         ``tolerance`` (``Explanation.error``) and its completeness gap satisfies
-        ``|sum(attribution) - (f(x) - f(x'))| <= tolerance * |f(x) - f(x')| + atol``, reusing
-        every gradient (see :mod:`lumos.attribution.adaptive`); ``method`` is then unused.
-        ``atol`` defaults to ``tolerance * sqrt(eps) * max(1, |f(x)|, |f(x')|)``, so samples
-        whose score barely changes along the path (``f(x) ~ f(x')``) can still converge. Samples
+        ``|sum(attribution) - (f(x) - f(x'))| <= tolerance * |f(x) - f(x')|``, reusing every
+        gradient (see :mod:`lumos.attribution.adaptive`); ``method`` is then unused. Where the
+        score's change is itself rounding (``|f(x) - f(x')| < 64 eps max(1, |f(x)|, |f(x')|)``)
+        that level stands in for it, so such samples can still converge; an explicit ``atol``
+        replaces this by ``tolerance * |f(x) - f(x')| + atol``. Samples
         that would need more than ``max_steps`` gradient evaluations stop there and are marked
         ``converged=False`` with a :class:`ConvergenceWarning`.
 
@@ -173,9 +174,8 @@ class IntegratedGradients:
     @staticmethod
     def _converged(delta: Tensor, f_x: Tensor, f_base: Tensor, tolerance: float,
                    atol: float | None, dtype: torch.dtype) -> Tensor:
-        slack = torch.tensor([default_atol(tolerance, float(a), float(b), dtype)
-                              if atol is None else atol for a, b in zip(f_x, f_base, strict=True)])
-        bound = tolerance * (f_x - f_base).abs().double().cpu() + slack
+        bound = torch.tensor([completeness_bound(tolerance, float(a), float(b), dtype, atol)
+                              for a, b in zip(f_x, f_base, strict=True)], dtype=torch.float64)
         return delta.abs().double().cpu() <= bound
 
 
