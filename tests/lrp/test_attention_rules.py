@@ -120,6 +120,24 @@ def test_layernorm_std_constant_is_its_formula(kind: str) -> None:
     torch.testing.assert_close(relevance.sum((1, 2)), start.sum(1), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(D,), (L, D)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_fused_layernorm_step_equals_the_decomposed_one(shape: tuple[int, ...],
+                                                        affine: bool) -> None:
+    """The one-call LayerNorm step: same value and same std-constant backward."""
+    from lumos.lrp.norms import Normalization, norm_step
+
+    w, b = (torch.randn(shape, dtype=torch.float64) for _ in range(2))
+    norm = Normalization("layer", shape, 1e-5, w if affine else None, b if affine else None)
+    x = torch.randn(3, L, D, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, L, D, dtype=torch.float64)
+    fused = norm_step(norm, StdConstant())(None, None, (x,), {})
+    plain = norm.normalize(x, constant_std=True)
+    torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(fused, x, g)[0],
+                               torch.autograd.grad(plain, x, g)[0], rtol=1e-10, atol=1e-12)
+
+
 def test_groupnorm_std_constant_is_its_formula() -> None:
     norm = nn.GroupNorm(2, 4).double()
     with torch.no_grad():

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from lumos.lrp.ops import LinearOp
-from lumos.lrp.rules import IDENTITY, POSITIVE, Rule, Term, stabilize
+from lumos.lrp.rules import IDENTITY, POSITIVE, EpsilonShare, Rule, Term, apply_scale, stabilize
 from lumos.lrp.signed import by_sign, zplus_denominator, zplus_pair
 
 
@@ -29,13 +29,13 @@ class Route(torch.autograd.Function):
     """Forward: ``value`` (shaped like ``source``). Backward: ``grad * scale`` to ``source``."""
 
     @staticmethod
-    def forward(ctx: Any, source: Tensor, value: Tensor, scale: Tensor) -> Tensor:
+    def forward(ctx: Any, source: Tensor, value: Tensor, scale: Tensor | EpsilonShare) -> Tensor:
         ctx.scale = scale
         return value.view_as(value)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        return grad * ctx.scale, None, None
+        return apply_scale(grad, ctx.scale), None, None
 
 
 class Tap(torch.autograd.Function):
@@ -296,8 +296,11 @@ class RuleLayer:
             self._shifted[shift] = base + shift
         return self._shifted[shift]
 
-    def _scale(self, d: Tensor, z: Tensor, mask: str | None) -> Tensor:
-        den = stabilize(d, self.rule.stabilizer)
+    def _scale(self, d: Tensor, z: Tensor, mask: str | None) -> Tensor | EpsilonShare:
+        eps = self.rule.stabilizer
+        if d is z and mask is None and not self.relevance_in and not callable(eps) and eps > 0:
+            return EpsilonShare(z, float(eps))  # plain epsilon: z / (z + eps sign z)
+        den = stabilize(d, eps)
         if self.relevance_in:
             scale = den.reciprocal()
             return scale if mask is None else torch.where(z > 0 if mask == "pos" else z < 0,
@@ -309,7 +312,7 @@ class RuleLayer:
     # backward ------------------------------------------------------------------------------
     def backward(self, saved: dict[str, Any], g: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """``g_in`` for the layer input and the side relevance of constant-input terms."""
-        shares = [None if s is None else g * s for s in saved["scales"]]
+        shares = [None if s is None else apply_scale(g, s) for s in saved["scales"]]
         sums: dict[tuple[str, Any, float], tuple[Tensor, Tensor]] = {}
         for term, inp in saved["inputs"].items():
             share = shares[term.group]

@@ -18,7 +18,7 @@ from torch import Tensor, fx, nn
 
 from lumos.lrp.layers import LRPUnsupportedError
 from lumos.lrp.propagate import Route, RuleLayer, safe_ratio
-from lumos.lrp.rules import IDENTITY, Rule, stabilize
+from lumos.lrp.rules import IDENTITY, EpsilonShare, Rule, stabilize
 
 # ReLU-like layers whose gradient already is act(z) / z: Pass is their plain gradient.
 _HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity)
@@ -47,9 +47,9 @@ def norm(module: nn.Module, stabilizer: Any) -> Step:
     def step(run: Run, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
         y = module(*args, **kwargs)
         value = y.detach()
-        if isinstance(stabilizer, float) and stabilizer > 0:  # y / (y + eps sign y), 3 passes
-            size = value.abs()
-            scale = size / size.add(stabilizer)
+        scale: Tensor | EpsilonShare
+        if isinstance(stabilizer, float) and stabilizer > 0:  # y / (y + eps sign y)
+            scale = EpsilonShare(value, stabilizer)
         else:
             scale = safe_ratio(value, stabilize(value, stabilizer))
         out: Tensor = Route.apply(y, value, scale)
@@ -79,10 +79,13 @@ def passthrough(module: nn.Module, name: str) -> Step:
                                       f"({type(module).__name__}) has {len(tensors)}")
         x = tensors[0]
         with torch.no_grad():
-            ratio = _ratio(module)   # act(x) / x in one pass where known: act(x) = x * gate
-            if ratio is not None:
-                scale = ratio(x)
+            gate = _GATES.get(type(module))  # act(x) = x * gate(x): act(x) / x in one pass
+            if gate is not None:
+                scale = gate(x)
                 value = x * scale
+            elif isinstance(module, nn.GELU):  # the fused GELU, then GELU(x) / x (0 at x = 0)
+                value = module(x)
+                scale = torch.div(value, x).nan_to_num_(0.0)
             else:
                 value = module(*args, **kwargs)
                 scale = safe_ratio(value, x.detach())
@@ -91,27 +94,11 @@ def passthrough(module: nn.Module, name: str) -> Step:
     return step
 
 
-#: ``act(x) / x`` of self-gated activations, which is their gate (a relevance of ``x = 0`` is
-#: zero whatever the scale there).
-_RATIOS: dict[type, Callable[[Tensor], Tensor]] = {
+#: The gates of self-gated activations (``act(x) = x * gate(x)``); ``act(x) / x`` is the gate
+#: (a relevance of ``x = 0`` is zero whatever the scale there). GELU's gate ``Phi(x)`` costs
+#: more passes than the fused ``GELU(x)`` divided by ``x``.
+_GATES: dict[type, Callable[[Tensor], Tensor]] = {
     nn.SiLU: torch.sigmoid, nn.Hardswish: torch.nn.functional.hardsigmoid}
-
-
-def _gelu_gate(x: Tensor) -> Tensor:
-    """``GELU(x) / x = Phi(x)``, the standard normal CDF."""
-    return torch.special.ndtr(x)
-
-
-def _gelu_tanh_gate(x: Tensor) -> Tensor:
-    """``GELU_tanh(x) / x = (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2``."""
-    inner = (x + 0.044715 * x.pow(3)).mul_(0.7978845608028654)
-    return inner.tanh_().add_(1.0).mul_(0.5)
-
-
-def _ratio(module: nn.Module) -> Callable[[Tensor], Tensor] | None:
-    if isinstance(module, nn.GELU):
-        return _gelu_tanh_gate if module.approximate == "tanh" else _gelu_gate
-    return _RATIOS.get(type(module))
 
 
 def weighted_step(layer: RuleLayer) -> Step:
