@@ -30,9 +30,9 @@ from lumos.lrp.attention import Scale, transformer_step
 from lumos.lrp.constants import add_sinks, live_nodes, sink_args
 from lumos.lrp.layers import Concat, LRPUnsupportedError, Reshape, Sum
 from lumos.lrp.ops import WEIGHTED
-from lumos.lrp.propagate import RuleLayer, Tap, safe_ratio
+from lumos.lrp.propagate import RuleLayer, Tap
 from lumos.lrp.report import conservation_report, side_relevance
-from lumos.lrp.rules import Rule
+from lumos.lrp.rules import Rule, safe_ratio
 from lumos.lrp.steps import (
     Run,
     Step,

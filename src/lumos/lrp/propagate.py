@@ -52,12 +52,6 @@ class Tap(torch.autograd.Function):
         return grad, None
 
 
-def safe_ratio(num: Tensor, den: Tensor) -> Tensor:
-    """``num / den`` where ``den != 0``, else 0."""
-    nonzero = den != 0
-    return torch.where(nonzero, num, 0.0) / torch.where(nonzero, den, 1.0)
-
-
 def _bound(value: float | Tensor, shape: torch.Size, like: Tensor, name: str) -> Tensor:
     t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     if t.dim() == len(shape) and t.shape[0] > shape[0]:
@@ -116,7 +110,7 @@ class RuleLayer:
         self._plans: dict[bool, _Plan | None] = {}
         self._shifted: dict[float, Tensor] = {}
         self._constants: dict[Term, tuple[tuple[Any, ...], Tensor, Tensor]] = {}
-        self._zplus_bias: dict[tuple[object, ...], Tensor | None] = {}
+        self._zplus_bias: dict[tuple[object, ...], tuple[Tensor | None, bool]] = {}
 
     def __call__(self, x: Tensor, side: list[Tensor]) -> Tensor:
         out: Tensor = _RuleFunction.apply(self.op.pre(x), self, side, x.shape)
@@ -201,9 +195,12 @@ class RuleLayer:
         p: Tensor | None = None
         dens: list[Tensor | None] = [None] * len(rule.masks)
         inputs: dict[Term, Tensor | None] = {}
-        pair = None if pos_only else zplus_pair(active)
+        pair, stable = None if pos_only else zplus_pair(active), -1
         if pair is not None:  # z+ on a signed input: one extra pass (lumos.lrp.signed)
-            dens[pair[0].group] = zplus_denominator(op, x, z, pair, self._zplus_bias)
+            plain = not self.relevance_in and self.masks[pair[0].group] is None
+            dens[pair[0].group], folded = zplus_denominator(
+                op, x, z, pair, self._zplus_bias, rule.stabilizer if plain else 0.0)
+            stable = pair[0].group if folded else -1
             inputs = dict.fromkeys(pair)  # backward reads x's sign, not x+ / x-
             active = []
         # terms of constant inputs first: their one-sample outputs add up before the batch's
@@ -223,8 +220,9 @@ class RuleLayer:
                 out = out if term.sign == 1.0 else out * term.sign
             prev = dens[term.group]
             dens[term.group] = out if prev is None else prev + out
-        scales = [None if d is None else self._scale(d, value, mask)
-                  for d, mask in zip(dens, self.masks, strict=True)]
+        scales = [None if d is None else torch.div(value, d, out=d) if i == stable
+                  else self._scale(d, value, mask)
+                  for i, (d, mask) in enumerate(zip(dens, self.masks, strict=True))]
         return value, {"x": x, "scales": scales, "inputs": inputs}
 
     def _plan(self, active: list[Term], pos_only: bool) -> _Plan | None:

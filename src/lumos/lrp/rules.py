@@ -100,6 +100,12 @@ def stabilize(d: Tensor, stabilizer: StabilizerLike) -> Tensor:
     return torch.copysign(d.new_tensor(float(stabilizer)), d).add_(d)
 
 
+def safe_ratio(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` where ``den != 0``, else 0."""
+    nonzero = den != 0
+    return torch.where(nonzero, num, 0.0) / torch.where(nonzero, den, 1.0)
+
+
 class EpsilonShare:
     """The backward scale ``z / (z + eps sign z) = |z| / (|z| + eps)`` of the epsilon rule,
     kept as ``t = |z| + eps`` (two passes): the share ``g - eps g / t`` of a backward value

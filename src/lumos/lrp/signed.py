@@ -2,8 +2,9 @@
 
 LRP-z+ on inputs of both signs needs ``d = W+ x+ + W- x- + B`` (``B``: the terms' biases). Since
 ``W+ x+ + W- x- = (W x + |W| |x|) / 2`` and the layer's own output ``z = W x + b`` is already
-computed, ``d = (z + |W| |x| + 2 B - b) / 2``: one forward pass with ``|W|`` on ``|x|`` (its
-bias ``2 B - b``) instead of one each for ``W+ x+`` and ``W- x-``. The backward pass is unchanged
+computed, ``d = z / 2 + (|W| / 2) |x| + B - b / 2``: one forward pass with ``|W| / 2`` on ``|x|``
+(its bias ``B - b / 2``, plus the stabiliser where the sign of ``d`` is known) instead of one
+each for ``W+ x+`` and ``W- x-``. The backward pass is unchanged
 (``W+^T`` and ``W-^T`` of the share, picked by the sign of ``x``).
 """
 
@@ -15,8 +16,8 @@ from torch import Tensor
 from lumos.lrp.ops import LinearOp
 from lumos.lrp.rules import NEGATIVE, POSITIVE, Term
 
-#: ``|W| = 2 W+ - W`` as a parameter modifier.
-ABSOLUTE = (-1.0, 2.0)
+#: ``|W| / 2 = W+ - W / 2`` as a parameter modifier.
+HALF_ABSOLUTE = (-0.5, 1.0)
 
 
 def zplus_pair(active: list[Term]) -> tuple[Term, Term] | None:
@@ -32,22 +33,30 @@ def zplus_pair(active: list[Term]) -> tuple[Term, Term] | None:
 
 
 def zplus_denominator(op: LinearOp, x: Tensor, z: Tensor, pair: tuple[Term, Term],
-                      cache: dict[tuple[object, ...], Tensor | None]) -> Tensor:
-    """``W+ x+ + W- x- + B`` from ``z = W x + b`` and one pass of ``|W|`` on ``|x|``."""
-    key = (pair[0].bias, pair[1].bias)
+                      cache: dict[tuple[object, ...], tuple[Tensor | None, bool]],
+                      eps: object = 0.0) -> tuple[Tensor, bool]:
+    """``W+ x+ + W- x- + B`` from ``z = W x + b`` and one pass of ``|W| / 2`` on ``|x|``.
+
+    With a float ``eps > 0`` and biases ``B >= 0`` (z+ keeps ``b+``) the denominator is
+    non-negative, so its stabiliser is ``+eps``: it is added in the same pass and the second
+    value is True (the result is already stabilised, as Zennit's ``W+ x+ + W- x- + B`` whose
+    terms are each non-negative would be).
+    """
+    key = (pair[0].bias, pair[1].bias, eps)
     if key not in cache:
-        biases = [op.param("bias", t.bias) for t in pair]
-        total = None
-        for b in biases:
-            if b is not None:
-                total = 2 * b if total is None else total + 2 * b
+        biases = [b for b in (op.param("bias", t.bias) for t in pair) if b is not None]
+        total = sum(biases[1:], biases[0]) if biases else None
+        folds = isinstance(eps, float) and eps > 0 and (total is None or bool((total >= 0).all()))
         if op.bias is not None:
-            total = -op.bias if total is None else total - op.bias
-        cache[key] = total
-    weight = op.param("weight", ABSOLUTE)
+            total = -0.5 * op.bias if total is None else total - 0.5 * op.bias
+        if folds and total is not None:
+            total = total + float(eps)  # type: ignore[arg-type]
+        cache[key] = (total, folds)
+    bias, folds = cache[key]
+    weight = op.param("weight", HALF_ABSOLUTE)
     assert weight is not None
-    q = op.forward(x.abs(), weight, cache[key])
-    return q.add_(z).mul_(0.5)
+    d = op.forward(x.abs(), weight, bias).add_(z, alpha=0.5)
+    return (d.add_(eps) if folds and bias is None else d), folds  # type: ignore[arg-type]
 
 
 def by_sign(x: Tensor, parts: dict[str, Tensor]) -> Tensor | None:

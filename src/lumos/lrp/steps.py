@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, fx, nn
 
 from lumos.lrp.layers import LRPUnsupportedError
-from lumos.lrp.propagate import Route, RuleLayer, safe_ratio
-from lumos.lrp.rules import IDENTITY, EpsilonShare, Rule, stabilize
+from lumos.lrp.propagate import Route, RuleLayer
+from lumos.lrp.rules import IDENTITY, EpsilonShare, Rule, safe_ratio, stabilize
 
 # ReLU-like layers whose gradient already is act(z) / z: Pass is their plain gradient.
 _HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity)
