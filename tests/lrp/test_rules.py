@@ -246,3 +246,18 @@ def test_zplus_on_signed_inputs_in_float32_matches_float64() -> None:
             out[dtype] = lrp.attribute(x.to(dtype), relevance=r.to(dtype)).double()
         err = (out[torch.float32] - out[torch.float64]).norm() / out[torch.float64].norm()
         assert float(err) < 1e-5, float(err)
+
+
+def test_zplus_on_signed_inputs_stays_finite_where_its_terms_cancel_in_rounding() -> None:
+    """``W+ x+ + W- x-`` is exactly 0 here, and ``z / 2 + |W| |x| / 2`` cancels to 0 in
+    float32 (1e8 swamps the rest): the denominator is still ``eps``, never 0 or negative."""
+    conv = nn.Conv2d(2, 1, 1)  # a (zero) bias: eps rides in the bias of the |W| / 2 pass
+    head = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([-1.0, 1.0]).view(1, 2, 1, 1))
+        conv.bias.zero_()
+        head.weight.fill_(1.0)
+    model = nn.Sequential(conv, nn.Flatten(), head).eval()
+    x = torch.tensor([1e8, -1.0]).view(1, 2, 1, 1)
+    relevance = lumos.LRP(model, composites.EpsilonPlus()).attribute(x, target=0)
+    assert bool(torch.isfinite(relevance).all()), relevance

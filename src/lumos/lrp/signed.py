@@ -38,9 +38,9 @@ def zplus_denominator(op: LinearOp, x: Tensor, z: Tensor, pair: tuple[Term, Term
     """``W+ x+ + W- x- + B`` from ``z = W x + b`` and one pass of ``|W| / 2`` on ``|x|``.
 
     With a float ``eps > 0`` and biases ``B >= 0`` (z+ keeps ``b+``) the denominator is
-    non-negative, so its stabiliser is ``+eps``: it is added in the same pass and the second
-    value is True (the result is already stabilised, as Zennit's ``W+ x+ + W- x- + B`` whose
-    terms are each non-negative would be).
+    non-negative, so its stabiliser is ``+eps``: it is added in the same pass, the result is
+    clamped to ``eps`` (where rounding of ``z / 2`` against ``|W| |x| / 2`` would leave zero or
+    less; Zennit's two non-negative terms never do), and the second value is True.
     """
     key = (pair[0].bias, pair[1].bias, eps)
     if key not in cache:
@@ -56,7 +56,11 @@ def zplus_denominator(op: LinearOp, x: Tensor, z: Tensor, pair: tuple[Term, Term
     weight = op.param("weight", HALF_ABSOLUTE)
     assert weight is not None
     d = op.forward(x.abs(), weight, bias).add_(z, alpha=0.5)
-    return (d.add_(eps) if folds and bias is None else d), folds  # type: ignore[arg-type]
+    if folds:  # >= eps exactly; rounding of z/2 against |W||x|/2 must not take it to 0 or below
+        d.clamp_(min=float(eps))  # type: ignore[arg-type]
+        if bias is None:
+            d.add_(float(eps))  # type: ignore[arg-type]
+    return d, folds
 
 
 def by_sign(x: Tensor, parts: dict[str, Tensor]) -> Tensor | None:
