@@ -15,7 +15,8 @@ timing (it is cached inside the LRP object); Zennit registers its hooks inside t
 context manager does on every use.
 
 EfficientNet-B0 (squeeze-excitation gates, SiLU, stochastic depth) gets a row of its own:
-lumos ``EpsilonPlus`` against the plain gradient only, as Zennit has no rule for its gates.
+lumos ``EpsilonPlus`` against the plain gradient only, as Zennit has no rule for its gates; its
+BatchNorm statistics are first taken from random inputs (at init its activations collapse).
 
     .venv/bin/python bench/lrp_speed.py [--repeats 9] [--size 224] [--batch 4]
         [--models vgg16 resnet18] [--gated efficientnet_b0]
@@ -158,6 +159,20 @@ def bench(name: str, repeats: int, batch: int, size: int) -> None:
           f"{ratio('lumos', 'gradient_cl')} of that", flush=True)
 
 
+def _calibrated(model: nn.Module, size: int) -> nn.Module:
+    """Eval mode with BatchNorm statistics of random inputs: at torchvision's init an
+    EfficientNet's activations collapse (logits ~1e-15, float32 relevance exactly 0), which
+    would time LRP on a degenerate model."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = None  # the plain average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(8, 3, size, size))
+    return model.eval()
+
+
 def bench_gated(name: str, repeats: int, batch: int, size: int) -> None:
     """One row for a CNN with squeeze-excitation gates (EfficientNet): lumos EpsilonPlus against
     the plain gradient, interleaved round by round (Zennit has no rule for the gates)."""
@@ -167,7 +182,7 @@ def bench_gated(name: str, repeats: int, batch: int, size: int) -> None:
     from lumos.lrp import composites
 
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None).eval()
+    model = _calibrated(getattr(torchvision.models, name)(weights=None), size)
     x = torch.randn(batch, 3, size, size)
     lrp = lumos.LRP(model, composite=composites.EpsilonPlus())
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)

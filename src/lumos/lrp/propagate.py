@@ -197,9 +197,10 @@ class RuleLayer:
         inputs: dict[Term, Tensor | None] = {}
         pair, stable = None if pos_only else zplus_pair(active), -1
         if pair is not None:  # z+ on a signed input: one extra pass (lumos.lrp.signed)
-            plain = not self.relevance_in and self.masks[pair[0].group] is None
+            eps = rule.stabilizer  # folded into the pass for a plain ratio z / (d + eps)
+            plain = not (self.relevance_in or self.masks[pair[0].group])
             dens[pair[0].group], folded = zplus_denominator(
-                op, x, z, pair, self._zplus_bias, rule.stabilizer if plain else 0.0)
+                op, x, z, pair, self._zplus_bias, 0.0 if callable(eps) or not plain else eps)
             stable = pair[0].group if folded else -1
             inputs = dict.fromkeys(pair)  # backward reads x's sign, not x+ / x-
             active = []

@@ -34,32 +34,30 @@ def zplus_pair(active: list[Term]) -> tuple[Term, Term] | None:
 
 def zplus_denominator(op: LinearOp, x: Tensor, z: Tensor, pair: tuple[Term, Term],
                       cache: dict[tuple[object, ...], tuple[Tensor | None, bool]],
-                      eps: object = 0.0) -> tuple[Tensor, bool]:
+                      eps: float = 0.0) -> tuple[Tensor, bool]:
     """``W+ x+ + W- x- + B`` from ``z = W x + b`` and one pass of ``|W| / 2`` on ``|x|``.
 
-    With a float ``eps > 0`` and biases ``B >= 0`` (z+ keeps ``b+``) the denominator is
-    non-negative, so its stabiliser is ``+eps``: it is added in the same pass, the result is
-    clamped to ``eps`` (where rounding of ``z / 2`` against ``|W| |x| / 2`` would leave zero or
-    less; Zennit's two non-negative terms never do), and the second value is True.
+    With ``eps > 0`` and biases ``B >= 0`` (z+ keeps ``b+``) the denominator is non-negative,
+    so its stabiliser is ``+eps``: it rides in the pass's bias, the result is clamped to
+    ``eps`` (rounding of ``z / 2`` against ``|W| |x| / 2`` could leave zero or less; Zennit's
+    two non-negative terms never do), and the second value is True: already stabilised.
     """
     key = (pair[0].bias, pair[1].bias, eps)
     if key not in cache:
         biases = [b for b in (op.param("bias", t.bias) for t in pair) if b is not None]
         total = sum(biases[1:], biases[0]) if biases else None
-        folds = isinstance(eps, float) and eps > 0 and (total is None or bool((total >= 0).all()))
+        folds = eps > 0 and (total is None or bool((total >= 0).all()))
         if op.bias is not None:
             total = -0.5 * op.bias if total is None else total - 0.5 * op.bias
-        if folds and total is not None:
-            total = total + float(eps)  # type: ignore[arg-type]
-        cache[key] = (total, folds)
+        cache[key] = (total + eps if folds and total is not None else total, folds)
     bias, folds = cache[key]
     weight = op.param("weight", HALF_ABSOLUTE)
     assert weight is not None
     d = op.forward(x.abs(), weight, bias).add_(z, alpha=0.5)
-    if folds:  # >= eps exactly; rounding of z/2 against |W||x|/2 must not take it to 0 or below
-        d.clamp_(min=float(eps))  # type: ignore[arg-type]
-        if bias is None:
-            d.add_(float(eps))  # type: ignore[arg-type]
+    if folds and bias is None:  # no bias to carry eps: d >= 0 exactly, then + eps
+        d.clamp_(min=0.0).add_(eps)
+    elif folds:  # d + eps >= eps exactly
+        d.clamp_(min=eps)
     return d, folds
 
 
