@@ -57,8 +57,11 @@ def reference(model: nn.Module, x: Tensor, target: Tensor,
         if torch.equal(saved["x"], key[0]) and torch.equal(saved["target"], key[1]):
             return saved["ref"].to(x.device), float(saved["check"])
     ig = lumos.IntegratedGradients(copy.deepcopy(model).double())
-    ref = ig.attribute(x.double(), target=target, n_steps=2048)
-    half = ig.attribute(x.double(), target=target, n_steps=1024)
+    # float64 convolutions on the CPU run fastest in small batches (EfficientNet-Lite0:
+    # 0.15 s per gradient at 8 rows, 0.26 s at the memory budget's choice)
+    rows: int | str = 8 if x.device.type == "cpu" else "auto"
+    ref = ig.attribute(x.double(), target=target, n_steps=2048, internal_batch_size=rows)
+    half = ig.attribute(x.double(), target=target, n_steps=1024, internal_batch_size=rows)
     check = float(map_error(half, ref).max())
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from lumos.lrp.ops import LinearOp
 from lumos.lrp.rules import IDENTITY, POSITIVE, EpsilonShare, Rule, Term, apply_scale, stabilize
-from lumos.lrp.signed import by_sign, zplus_denominator, zplus_pair
+from lumos.lrp.signed import by_sign, zplus_backward, zplus_denominator, zplus_pair
 
 
 class Route(torch.autograd.Function):
@@ -183,7 +183,8 @@ class RuleLayer:
         op, rule = self.op, self.rule
         z = op.forward(x, op.weight, op.bias)
         signed = any(t.inputs in ("pos", "neg") for t in rule.terms)
-        pos_only = self.nonneg_input or (signed and bool(x.min() >= 0))
+        # amin, not min: min() copies a channels-last input first (28 ms against 2 for 19 MB)
+        pos_only = self.nonneg_input or (signed and bool(x.amin() >= 0))
         active = [t for t in rule.terms if self.groups[t.group]
                   and not (pos_only and t.inputs == "neg")]
         value = z.clamp(min=0) if self.fuse_relu else z
@@ -224,7 +225,8 @@ class RuleLayer:
         scales = [None if d is None else torch.div(value, d, out=d) if i == stable
                   else self._scale(d, value, mask)
                   for i, (d, mask) in enumerate(zip(dens, self.masks, strict=True))]
-        return value, {"x": x, "scales": scales, "inputs": inputs}
+        return value, {"x": x, "scales": scales, "inputs": inputs,
+                       "zplus": None if pair is None else pair[0].group}
 
     def _plan(self, active: list[Term], pos_only: bool) -> _Plan | None:
         """The terms as ``a z + c p`` per group, when each group's denominator has a known sign.
@@ -312,6 +314,9 @@ class RuleLayer:
     def backward(self, saved: dict[str, Any], g: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """``g_in`` for the layer input and the side relevance of constant-input terms."""
         shares = [None if s is None else apply_scale(g, s) for s in saved["scales"]]
+        if saved.get("zplus") is not None:  # z+ on a signed input (lumos.lrp.signed)
+            share = shares[saved["zplus"]]
+            return None if share is None else zplus_backward(self.op, saved["x"], share), None
         sums: dict[tuple[str, Any, float], tuple[Tensor, Tensor]] = {}
         for term, inp in saved["inputs"].items():
             share = shares[term.group]

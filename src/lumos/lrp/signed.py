@@ -4,8 +4,9 @@ LRP-z+ on inputs of both signs needs ``d = W+ x+ + W- x- + B`` (``B``: the terms
 ``W+ x+ + W- x- = (W x + |W| |x|) / 2`` and the layer's own output ``z = W x + b`` is already
 computed, ``d = z / 2 + (|W| / 2) |x| + B - b / 2``: one forward pass with ``|W| / 2`` on ``|x|``
 (its bias ``B - b / 2``, plus the stabiliser where the sign of ``d`` is known) instead of one
-each for ``W+ x+`` and ``W- x-``. The backward pass is unchanged
-(``W+^T`` and ``W-^T`` of the share, picked by the sign of ``x``).
+each for ``W+ x+`` and ``W- x-``. The backward value ``W+^T s`` where ``x > 0`` and ``W-^T s``
+where ``x < 0`` is likewise ``(W / 2)^T s + sign(x) (|W| / 2)^T s``: one ``addcmul`` instead of a
+``torch.where``, whose CPU kernel runs at about a fifth of the speed of a product.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from torch import Tensor
 from lumos.lrp.ops import LinearOp
 from lumos.lrp.rules import NEGATIVE, POSITIVE, Term
 
-#: ``|W| / 2 = W+ - W / 2`` as a parameter modifier.
+#: ``|W| / 2 = W+ - W / 2`` and ``W / 2`` as parameter modifiers.
 HALF_ABSOLUTE = (-0.5, 1.0)
+HALF = (0.5, 0.0)
 
 
 def zplus_pair(active: list[Term]) -> tuple[Term, Term] | None:
@@ -59,6 +61,15 @@ def zplus_denominator(op: LinearOp, x: Tensor, z: Tensor, pair: tuple[Term, Term
     elif folds:  # d + eps >= eps exactly
         d.clamp_(min=eps)
     return d, folds
+
+
+def zplus_backward(op: LinearOp, x: Tensor, share: Tensor) -> Tensor:
+    """``g_x`` of z+ on a signed input: ``W+^T share`` where ``x > 0``, ``W-^T share`` where
+    ``x < 0`` (``W^T share / 2`` where ``x == 0``, which carries no relevance)."""
+    half, absolute = (op.param("weight", mod) for mod in (HALF, HALF_ABSOLUTE))
+    assert half is not None and absolute is not None
+    plain, spread = op.transpose(share, [half, absolute], x)
+    return torch.addcmul(plain, x.sign(), spread)
 
 
 def by_sign(x: Tensor, parts: dict[str, Tensor]) -> Tensor | None:
