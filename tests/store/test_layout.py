@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,30 @@ def test_world_from_torchrun_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert distributed.pick_device("cpu", 1) == torch.device("cpu")
     if torch.cuda.is_available():  # pragma: no cover - no GPU in CI
         assert distributed.pick_device("cuda", 0).index == 0
+
+
+def test_assembly_takes_shards_from_memory_and_files_and_aborts_cleanly(tmp_path: Path) -> None:
+    import h5py
+
+    def group(a: int, b: int) -> dict[str, dict[str, np.ndarray]]:
+        idx = np.arange(a, b, dtype=np.uint32)
+        return {"input": {"index": idx, "data": np.ones((b - a, 1, 2, 2), np.float32) * a},
+                "m": {"index": idx, "attribution": np.full((b - a, 1, 2, 2), -a, np.float16)}}
+
+    for a, b in ((0, 3), (3, 5), (5, 6)):
+        layout.write_shard(shards.path(tmp_path, (a, b)), group(a, b), {"start": a, "stop": b})
+    attrs = {"input": {"settings_hash": "h"}, "m": {"method": "lrp:x"}}
+    assembly = layout.Assembly(tmp_path, 6, attrs)
+    assembly.add((3, 5), group(3, 5))  # in memory, as the shard writer does
+    assert sorted(p.name for p in tmp_path.glob(".*.part")) == [
+        f".input.h5.{os.getpid()}.part", f".m.h5.{os.getpid()}.part"]
+    written = assembly.finish([(0, 3), (3, 5), (5, 6)], lambda r: shards.path(tmp_path, r))
+    assert [p.name for p in written] == ["input.h5", "m.h5"] and not list(tmp_path.glob(".*"))
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert list(f["index"][()]) == list(range(6)) and f.attrs["method"] == "lrp:x"
+        assert f["attribution"].dtype == np.float16 and f["attribution"].chunks == (1, 1, 2, 2)
+        assert [float(v) for v in f["attribution"][:, 0, 0, 0]] == [0, 0, 0, -3, -3, -5]
+    half = layout.Assembly(tmp_path / "shards", 6, attrs)
+    half.add((0, 3), group(0, 3))
+    half.abort()  # after an error: nothing of it is left
+    assert not list((tmp_path / "shards").glob(".*"))

@@ -54,6 +54,8 @@ class Work:
     workers: int
     progress: bool
     describe: Callable[[int], str] = field(default=lambda i: f"sample {i}")
+    #: Rank 0's final files, filled as its shards finish (:class:`layout.Assembly`).
+    assembly: layout.Assembly | None = None
 
 
 class ShardBatches(Sampler[list[int]]):
@@ -71,9 +73,11 @@ class ShardBatches(Sampler[list[int]]):
 
 
 class ShardWriter:
-    """Writes finished shards on a background thread, at most two waiting in memory."""
+    """Writes finished shards on a background thread, at most two waiting in memory, and adds
+    each to ``assembly`` (the final files) when given."""
 
-    def __init__(self) -> None:
+    def __init__(self, assembly: layout.Assembly | None = None) -> None:
+        self._assembly = assembly
         self._queue: queue.Queue[tuple[Path, dict[str, Any], dict[str, Any]] | None] = \
             queue.Queue(maxsize=2)
         self._error: BaseException | None = None
@@ -101,6 +105,9 @@ class ShardWriter:
             if self._error is None:
                 try:
                     layout.write_shard(*item)
+                    if self._assembly is not None:
+                        _, groups, attrs = item
+                        self._assembly.add((int(attrs["start"]), int(attrs["stop"])), groups)
                 except BaseException as err:  # surfaced on the next submit / close
                     self._error = err
 
@@ -111,7 +118,7 @@ def run_rank(work: Work, model: nn.Module, dataset: Any, explainers: dict[str, E
     loader = DataLoader(dataset, batch_sampler=ShardBatches(work.mine, work.batch_size),
                         num_workers=work.workers, pin_memory=work.device.type == "cuda")
     total = sum(b - a for a, b in work.mine)
-    writer = ShardWriter()
+    writer = ShardWriter(work.assembly)
     bar = Progress(total, "explain-dataset", enabled=work.progress)
     bounds = iter(work.mine)
     current = _Shard(next(bounds, (0, 0)), list(explainers))

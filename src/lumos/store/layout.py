@@ -7,15 +7,18 @@ output), ``label`` ``(N,)`` (the dataset's label), ``index`` ``(N,)`` (position 
 and the per-sample checks (``target``, ``output``, ``delta``, ...). See ``docs/store.md``.
 
 While a run is under way each finished index range (a *shard*) is one file
-``DIR/shards/<start>-<stop>.h5`` holding every group (``input`` and one per method); when all
-shards are there they are concatenated into the files above and the shards are removed.
+``DIR/shards/<start>-<stop>.h5`` holding every group (``input`` and one per method). Rank 0 also
+copies each shard it finishes into temp versions of the files above (:class:`Assembly`), beside
+the computation; when all shards are there the rest are copied in, the files are renamed into
+place and the shards are removed.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -109,38 +112,90 @@ def merge(folder: Path, shards: Iterable[Path], groups: Iterable[str],
           attrs: Mapping[str, Mapping[str, Any]]) -> list[Path]:
     """Concatenate the shards' groups into ``DIR/<group>.h5`` files (each temp + rename).
 
-    ``attrs`` gives root attributes per group file. Returns the written paths.
+    ``attrs`` gives root attributes per group file (default none). Returns the written paths.
     """
     h5py = _h5py()
     paths = sorted(shards, key=lambda p: parse_shard_name(p.name) or (0, 0))
-    written = []
-    for group in groups:
-        target = folder / f"{group}.h5"
-        with _replacing(target) as tmp, h5py.File(tmp, "w") as out:
-            _concatenate(out, [(h5py.File(p, "r"), group) for p in paths])
-            for k, v in attrs.get(group, {}).items():
-                out.attrs[k] = v
-        written.append(target)
-    return written
-
-
-def _concatenate(out: Any, sources: list[tuple[Any, str]]) -> None:
+    sizes = []
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            sizes.append(int(f[INPUT if INPUT in f else next(iter(f))]["index"].shape[0]))
+    starts = [0, *itertools.accumulate(sizes)]
+    rows = list(itertools.pairwise(starts))
+    assembly = Assembly(folder, starts[-1], {g: attrs.get(g, {}) for g in groups})
     try:
-        first = sources[0][0][sources[0][1]]
-        total = sum(f[g]["index"].shape[0] for f, g in sources)
-        for field in first:
-            ref = first[field]
-            chunks = (1, *ref.shape[1:]) if ref.ndim > 1 else None
-            ds = out.create_dataset(field, shape=(total, *ref.shape[1:]), dtype=ref.dtype,
-                                    chunks=chunks)
-            at = 0
-            for f, g in sources:
-                block = f[g][field]
-                ds[at:at + block.shape[0]] = block[()]
-                at += block.shape[0]
-    finally:
-        for f, _ in sources:
+        return assembly.finish(rows, dict(zip(rows, paths, strict=True)).__getitem__)
+    except BaseException:
+        assembly.abort()
+        raise
+
+
+class Assembly:
+    """The store's final files (one per group), filled shard by shard while a run goes on.
+
+    Each file is a temp file next to ``DIR/<group>.h5`` holding datasets of all ``total`` rows;
+    :meth:`add` writes one shard's rows and flushes them to disk (on the shard writer's thread,
+    beside the computation), so that :meth:`finish` has only the shards nobody added left to
+    copy before it renames the files into place. A killed run leaves temp files only (the
+    next run removes them, :func:`remove_partials`).
+    """
+
+    def __init__(self, folder: Path, total: int,
+                 attrs: Mapping[str, Mapping[str, Any]]) -> None:
+        self.folder, self.total, self.attrs = folder, total, attrs
+        self.filled: set[tuple[int, int]] = set()
+        self._files: dict[str, Any] = {}
+
+    def _temp(self, group: str) -> Path:
+        return self.folder / f".{group}.h5.{os.getpid()}{_PART}"
+
+    def add(self, rows: tuple[int, int], groups: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        """Write rows ``rows[0]:rows[1]`` of every group this assembly builds, durably."""
+        h5py = _h5py()
+        for group in self.attrs:
+            arrays = groups[group]
+            f = self._files.get(group)
+            if f is None:
+                f = self._files[group] = h5py.File(self._temp(group), "w")
+                for field, array in arrays.items():
+                    f.create_dataset(field, shape=(self.total, *array.shape[1:]),
+                                     dtype=array.dtype,
+                                     chunks=(1, *array.shape[1:]) if array.ndim > 1 else None)
+            for field, array in arrays.items():
+                f[field][rows[0]:rows[1]] = array
+            f.flush()
+            os.fsync(f.id.get_vfd_handle())
+        self.filled.add(rows)
+
+    def finish(self, todo: Iterable[tuple[int, int]],
+               shard_of: Callable[[tuple[int, int]], Path]) -> list[Path]:
+        """Add the rows of ``todo`` not added yet from their shard files, then rename every
+        file into place; the written paths."""
+        h5py = _h5py()
+        for rows in todo:
+            if rows not in self.filled:
+                with h5py.File(shard_of(rows), "r") as f:
+                    self.add(rows, {g: {k: v[()] for k, v in f[g].items()} for g in self.attrs})
+        written = []
+        for group, attrs in self.attrs.items():
+            f = self._files.pop(group)
+            for k, v in attrs.items():
+                f.attrs[k] = v
             f.close()
+            tmp, target = self._temp(group), self.folder / f"{group}.h5"
+            _fsync(tmp)
+            os.replace(tmp, target)
+            written.append(target)
+        return written
+
+    def abort(self) -> None:
+        """Close and remove the temp files (after an error)."""
+        for group, f in self._files.items():
+            try:
+                f.close()
+            finally:
+                self._temp(group).unlink(missing_ok=True)
+        self._files.clear()
 
 
 def remove_partials(folder: Path) -> int:

@@ -131,12 +131,21 @@ def _run(world: distributed.World, loaded: tuple[Any, dict[str, Any]], model_spe
     message, pending = distributed.broadcast(world, (message, pending))
     if message:
         raise UserError(message)
-    if pending:
-        _compute(world, folder, clf, source, parsed, options, pending, batch_size, target,
-                 dtype, digest, workers, progress)
-    distributed.barrier(world)
-    if world.is_main:
-        _finish(folder, settings, digest, todo, parsed)
+    stems = {m.key: layout.method_stem(m.key) for m in parsed}
+    attrs: dict[str, dict[str, Any]] = {layout.INPUT: {"settings_hash": digest}, **{
+        stem: {"method": key, "settings_hash": digest} for key, stem in stems.items()}}
+    assembly = layout.Assembly(folder, n, attrs) if world.is_main else None
+    try:
+        if pending:
+            _compute(world, folder, clf, source, parsed, options, pending, batch_size, target,
+                     dtype, digest, workers, progress, assembly)
+        distributed.barrier(world)
+        if assembly is not None:
+            _finish(folder, settings, digest, todo, stems, assembly)
+    except BaseException:
+        if assembly is not None:
+            assembly.abort()
+        raise
     distributed.barrier(world)
     store = open_store(folder)
     store.computed = len(pending)
@@ -231,7 +240,7 @@ def _wipe(folder: Path) -> None:
 def _compute(world: distributed.World, folder: Path, clf: Any, source: DataSource,
              parsed: list[Any], options: dict[str, Any], pending: list[shards.Range],
              batch_size: int, target: str | int, dtype: str, digest: str,
-             workers: int | None, progress: bool) -> None:
+             workers: int | None, progress: bool, assembly: layout.Assembly | None) -> None:
     from lumos.experiments import methods as mt
 
     run = len((read_manifest(folder) or {}).get("runs", [])) or 1
@@ -250,7 +259,7 @@ def _compute(world: distributed.World, folder: Path, clf: Any, source: DataSourc
                 stems={m.key: layout.method_stem(m.key) for m in parsed},
                 attrs={keyed.HASH_KEY: digest, "run": run, "rank": world.rank},
                 device=world.device, workers=workers, progress=progress and world.is_main,
-                describe=source.describe)
+                describe=source.describe, assembly=assembly)
     if work.mine:
         run_rank(work, model, source.dataset, explainers, len(clf.classes))
 
@@ -268,8 +277,8 @@ def default_workers(in_memory: bool, device: torch.device, cpus: int) -> int:
 
 
 def _finish(folder: Path, settings: dict[str, Any], digest: str, todo: list[shards.Range],
-            parsed: list[Any]) -> None:
-    """Rank 0: join finished shards into the final files and complete the manifest."""
+            stems: dict[str, str], assembly: layout.Assembly) -> None:
+    """Rank 0: complete the final files from the finished shards and the manifest."""
     manifest = read_manifest(folder) or {}
     if manifest.get("complete"):
         return
@@ -278,11 +287,7 @@ def _finish(folder: Path, settings: dict[str, Any], digest: str, todo: list[shar
     if missing:
         raise UserError(f"{len(missing)} shard(s) are missing after the run (first: "
                         f"{missing[0][0]}-{missing[0][1]}); rerun the same command")
-    paths = [shards.path(folder, r) for r in todo]
-    stems = {m.key: layout.method_stem(m.key) for m in parsed}
-    attrs = {stem: {"method": key, "settings_hash": digest} for key, stem in stems.items()}
-    attrs[layout.INPUT] = {"settings_hash": digest}
-    layout.merge(folder, paths, [layout.INPUT, *stems.values()], attrs)
+    assembly.finish(todo, lambda rng: shards.path(folder, rng))
     records = [shards.record(done[r]) for r in todo]
     seconds = {k: sum(r["seconds"].get(k, 0.0) for r in records) for k in stems}
     elapsed = time.time() - float(manifest.get("started_unix", time.time()))
