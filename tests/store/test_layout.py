@@ -28,7 +28,7 @@ def test_names_and_ranges() -> None:
         shards.ranges(5, 0)
 
 
-def test_shard_round_trip_merge_and_partials(tmp_path: Path) -> None:
+def test_shard_round_trip_assembly_and_partials(tmp_path: Path) -> None:
     def group(a: int, b: int) -> dict[str, dict[str, np.ndarray]]:
         idx = np.arange(a, b, dtype=np.uint32)
         return {"input": {"index": idx, "data": np.ones((b - a, 1, 2, 2), np.float32) * a}}
@@ -40,8 +40,8 @@ def test_shard_round_trip_merge_and_partials(tmp_path: Path) -> None:
     assert set(shards.finished(tmp_path, "h")) == {(0, 3), (3, 5)}
     assert shards.finished(tmp_path, "other") == {}
     assert layout.remove_partials(tmp_path) == 1
-    [out] = layout.merge(tmp_path, sorted((tmp_path / "shards").glob("*.h5")), ["input"],
-                         {"input": {"settings_hash": "h"}})
+    [out] = layout.Assembly(tmp_path, 5, {"input": {"settings_hash": "h"}}).finish(
+        [(0, 3), (3, 5)], lambda r: shards.path(tmp_path, r))
     import h5py
 
     with h5py.File(out, "r") as f:

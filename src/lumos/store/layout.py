@@ -15,7 +15,6 @@ place and the shards are removed.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -106,28 +105,6 @@ def read_shard_attrs(path: Path) -> dict[str, Any] | None:
             return {k: _plain(v) for k, v in f.attrs.items()}
     except (OSError, KeyError):
         return None
-
-
-def merge(folder: Path, shards: Iterable[Path], groups: Iterable[str],
-          attrs: Mapping[str, Mapping[str, Any]]) -> list[Path]:
-    """Concatenate the shards' groups into ``DIR/<group>.h5`` files (each temp + rename).
-
-    ``attrs`` gives root attributes per group file (default none). Returns the written paths.
-    """
-    h5py = _h5py()
-    paths = sorted(shards, key=lambda p: parse_shard_name(p.name) or (0, 0))
-    sizes = []
-    for p in paths:
-        with h5py.File(p, "r") as f:
-            sizes.append(int(f[INPUT if INPUT in f else next(iter(f))]["index"].shape[0]))
-    starts = [0, *itertools.accumulate(sizes)]
-    rows = list(itertools.pairwise(starts))
-    assembly = Assembly(folder, starts[-1], {g: attrs.get(g, {}) for g in groups})
-    try:
-        return assembly.finish(rows, dict(zip(rows, paths, strict=True)).__getitem__)
-    except BaseException:
-        assembly.abort()
-        raise
 
 
 class Assembly:
