@@ -138,7 +138,7 @@ def _run(world: distributed.World, loaded: tuple[Any, dict[str, Any]], model_spe
     try:
         if pending:
             _compute(world, folder, clf, source, parsed, options, pending, batch_size, target,
-                     dtype, digest, workers, progress, assembly)
+                     dtype, digest, workers, progress, stems, assembly)
         distributed.barrier(world)
         if assembly is not None:
             _finish(folder, settings, digest, todo, stems, assembly)
@@ -240,7 +240,8 @@ def _wipe(folder: Path) -> None:
 def _compute(world: distributed.World, folder: Path, clf: Any, source: DataSource,
              parsed: list[Any], options: dict[str, Any], pending: list[shards.Range],
              batch_size: int, target: str | int, dtype: str, digest: str,
-             workers: int | None, progress: bool, assembly: layout.Assembly | None) -> None:
+             workers: int | None, progress: bool, stems: dict[str, str],
+             assembly: layout.Assembly | None) -> None:
     from lumos.experiments import methods as mt
 
     run = len((read_manifest(folder) or {}).get("runs", [])) or 1
@@ -256,8 +257,7 @@ def _compute(world: distributed.World, folder: Path, clf: Any, source: DataSourc
                                   (os.cpu_count() or 1) // world.size)
     work = Work(folder=folder, mine=shards.deal(pending, world.rank, world.size),
                 batch_size=batch_size, target=target, dtype=DTYPES[dtype],
-                stems={m.key: layout.method_stem(m.key) for m in parsed},
-                attrs={keyed.HASH_KEY: digest, "run": run, "rank": world.rank},
+                stems=stems, attrs={keyed.HASH_KEY: digest, "run": run, "rank": world.rank},
                 device=world.device, workers=workers, progress=progress and world.is_main,
                 describe=source.describe, assembly=assembly)
     if work.mine:
