@@ -109,3 +109,33 @@ def test_prefetched_keeps_order_raises_where_the_source_fails_and_stops_early() 
     assert next(iter(endless)) == 0
     endless.close()  # returns although the source never ends
     assert not endless._thread.is_alive()
+
+
+def test_io_overlaps_only_with_a_core_to_spare(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lumos.store.compute import overlap_io
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert not overlap_io(torch.device("cpu"), cpus=2)  # torch's threads take every core
+    assert overlap_io(torch.device("cpu"), cpus=3)
+    assert overlap_io(torch.device("cuda"), cpus=1)  # the CPU only feeds the GPU
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_shard_writer_writes_and_reraises_in_both_modes(tmp_path: Any, background: bool) -> None:
+    import h5py
+    import numpy as np
+
+    from lumos.store.compute import ShardWriter
+
+    writer = ShardWriter(background=background)
+    groups = {"input": {"data": np.arange(6, dtype=np.float32).reshape(2, 3)}}
+    writer.submit(tmp_path / "0-2.h5", groups, {"start": 0, "stop": 2})
+    writer.close()
+    with h5py.File(tmp_path / "0-2.h5", "r") as f:
+        assert f["input/data"][()].tolist() == [[0, 1, 2], [3, 4, 5]]
+        assert int(f.attrs["stop"]) == 2
+    writer = ShardWriter(background=background)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError):  # a file where the shard folder should be
+        writer.submit(tmp_path / "file" / "0-2.h5", groups, {"start": 0, "stop": 2})
+        writer.close()

@@ -155,3 +155,21 @@ def test_a_users_module_is_used_as_a_copy_and_left_untouched(tmp_path: Path) -> 
         evaluate_store(tmp_path / "s", progress=False)
     result = evaluate_store(tmp_path / "s", ["sparseness"], model=model, progress=False)
     assert "lrp:epsilon-plus" in result.table()
+
+
+def test_overlapped_and_in_turn_io_store_the_same(small: tuple[Path, Path, Path],
+                                                  tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from lumos.store import pipeline
+
+    folder, ckpt, out = small
+    other = "threads off" if pipeline.overlap_io(torch.device("cpu")) else "threads on"
+    monkeypatch.setattr(pipeline, "overlap_io", lambda device: other == "threads on")
+    lumos.explain_dataset(str(ckpt), f"folder:{folder}", ["ig", "lrp:epsilon-plus"],
+                          tmp_path / "store", shard_size=10, batch_size=4, ig={"n_steps": 16},
+                          progress=False)
+    for name in ("input.h5", "ig.h5", "lrp-epsilon-plus.h5"):
+        with h5py.File(out / name, "r") as a, h5py.File(tmp_path / "store" / name, "r") as b:
+            assert sorted(a) == sorted(b)
+            for key in a:
+                np.testing.assert_array_equal(a[key][()], b[key][()], err_msg=f"{name}:{key}")

@@ -1,5 +1,11 @@
-"""The work of one rank: load its shards' batches, explain them, hand finished shards to a
-background writer (so HDF5 I/O overlaps the next shard's compute).
+"""The work of one rank: load its shards' batches, explain them, write finished shards.
+
+With a core to spare (or on a GPU) decoding and HDF5 I/O run on background threads, beside the
+explanation; when the explanation's threads take every core (a CPU run with as many torch
+threads as cores) they run in turn instead: a thread beside them slows every parallel kernel
+by more than its own work costs (ResNet-18 LRP on 2 cores: 642 ms per batch of 8 with the
+threads, 549 ms without, against 548 ms in a bare loop; 0.79x against 0.89x of the bare loop's
+images/s end to end).
 
 Batches never straddle a shard boundary, so a sample lands in the same batch whichever rank
 computes its shard and however often the run was interrupted: the stored numbers do not depend
@@ -9,6 +15,7 @@ on the number of processes or on resuming.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -54,6 +61,8 @@ class Work:
     workers: int
     progress: bool
     describe: Callable[[int], str] = field(default=lambda i: f"sample {i}")
+    #: Decode and write on background threads, beside the explanation (:func:`overlap_io`).
+    overlap: bool = True
     #: Rank 0's final files, filled as its shards finish (:class:`layout.Assembly`).
     assembly: layout.Assembly | None = None
 
@@ -72,29 +81,54 @@ class ShardBatches(Sampler[list[int]]):
         return len(self.batches)
 
 
-class ShardWriter:
-    """Writes finished shards on a background thread, at most two waiting in memory, and adds
-    each to ``assembly`` (the final files) when given."""
+def overlap_io(device: torch.device, cpus: int | None = None) -> bool:
+    """Whether a rank decodes and writes on background threads: on a GPU, or on a CPU with
+    more cores (``cpus``, default: those this process may run on) than torch threads."""
+    if device.type != "cpu":
+        return True
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (os.cpu_count() or 1)
+    return cpus > torch.get_num_threads()
 
-    def __init__(self, assembly: layout.Assembly | None = None) -> None:
+
+class ShardWriter:
+    """Writes finished shards and adds each to ``assembly`` (the final files) when given: on a
+    background thread, at most two waiting in memory, or with ``background=False`` at once, in
+    :meth:`submit`."""
+
+    def __init__(self, assembly: layout.Assembly | None = None, background: bool = True) -> None:
         self._assembly = assembly
         self._queue: queue.Queue[tuple[Path, dict[str, Any], dict[str, Any]] | None] = \
             queue.Queue(maxsize=2)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="lumos-shard-writer",
-                                        daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._loop, name="lumos-shard-writer",
+                                            daemon=True)
+            self._thread.start()
 
     def submit(self, path: Path, groups: dict[str, Any], attrs: dict[str, Any]) -> None:
-        """Queue a shard (blocks while two are waiting); re-raises an earlier write error."""
+        """Queue a shard (blocks while two are waiting), or write it now without a thread;
+        re-raises an earlier write error."""
         self._check()
-        self._queue.put((path, groups, attrs))
+        if self._thread is None:
+            self._write((path, groups, attrs))
+        else:
+            self._queue.put((path, groups, attrs))
 
     def close(self) -> None:
         """Wait for every queued shard to be on disk; re-raises a write error."""
-        self._queue.put(None)
-        self._thread.join()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
         self._check()
+
+    def _write(self, item: tuple[Path, dict[str, Any], dict[str, Any]]) -> None:
+        layout.write_shard(*item)
+        if self._assembly is not None:
+            _, groups, attrs = item
+            self._assembly.add((int(attrs["start"]), int(attrs["stop"])), groups)
 
     def _check(self) -> None:
         if self._error is not None:
@@ -104,10 +138,7 @@ class ShardWriter:
         while (item := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    layout.write_shard(*item)
-                    if self._assembly is not None:
-                        _, groups, attrs = item
-                        self._assembly.add((int(attrs["start"]), int(attrs["stop"])), groups)
+                    self._write(item)
                 except BaseException as err:  # surfaced on the next submit / close
                     self._error = err
 
@@ -118,11 +149,11 @@ def run_rank(work: Work, model: nn.Module, dataset: Any, explainers: dict[str, E
     loader = DataLoader(dataset, batch_sampler=ShardBatches(work.mine, work.batch_size),
                         num_workers=work.workers, pin_memory=work.device.type == "cuda")
     total = sum(b - a for a, b in work.mine)
-    writer = ShardWriter(work.assembly)
+    writer = ShardWriter(work.assembly, background=work.overlap)
     bar = Progress(total, "explain-dataset", enabled=work.progress)
     bounds = iter(work.mine)
     current = _Shard(next(bounds, (0, 0)), list(explainers))
-    batches = Prefetched(loader) if work.workers == 0 else None
+    batches = Prefetched(loader) if work.workers == 0 and work.overlap else None
     try:
         for x, y, status in batches if batches is not None else loader:
             rows = np.arange(current.at, current.at + len(x))
@@ -147,10 +178,9 @@ def run_rank(work: Work, model: nn.Module, dataset: Any, explainers: dict[str, E
 class Prefetched:
     """Iterates ``source`` on a background thread, at most ``depth`` items ahead.
 
-    Without loader processes the next batch is decoded (PIL and torch release the GIL) while
-    the current one is explained: on 2 cores, 1.04x the images/s of decoding in turn (median of
-    8 paired rounds, ResNet-18 LRP on 224x224 PNGs). An error of ``source`` is raised where its
-    item would have been.
+    Without loader processes (and with a core to spare, :func:`overlap_io`) the next batch is
+    decoded (PIL and torch release the GIL) while the current one is explained. An error of
+    ``source`` is raised where its item would have been.
     """
 
     _END = object()
@@ -352,7 +382,7 @@ class _Shard:
         self._put("index", rows.astype(np.uint32))
         self._put("prediction", logits.float())
         for key, exp in exps.items():
-            self._put(f"{key}/attribution", exp.attribution.cpu().numpy().astype(dtype))
+            self._put(f"{key}/attribution", exp.attribution.cpu().numpy().astype(dtype, copy=False))
             for f in layout.CHECK_FIELDS:
                 value = getattr(exp, f)
                 if value is not None:

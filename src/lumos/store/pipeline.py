@@ -22,7 +22,7 @@ from torch import nn
 from lumos import distributed
 from lumos.errors import UserError
 from lumos.store import keyed, layout, shards
-from lumos.store.compute import PREDICT, AttributeOnly, ExplainFn, Work, run_rank
+from lumos.store.compute import PREDICT, AttributeOnly, ExplainFn, Work, overlap_io, run_rank
 from lumos.store.reader import Store, open_store, read_manifest
 from lumos.store.sources import DataSource, default_split, load_data, load_model, wrap_module
 
@@ -259,7 +259,8 @@ def _compute(world: distributed.World, folder: Path, clf: Any, source: DataSourc
                 batch_size=batch_size, target=target, dtype=DTYPES[dtype],
                 stems=stems, attrs={keyed.HASH_KEY: digest, "run": run, "rank": world.rank},
                 device=world.device, workers=workers, progress=progress and world.is_main,
-                describe=source.describe, assembly=assembly)
+                describe=source.describe, assembly=assembly,
+                overlap=overlap_io(world.device))
     if work.mine:
         run_rank(work, model, source.dataset, explainers, len(clf.classes))
 
