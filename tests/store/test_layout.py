@@ -45,7 +45,7 @@ def test_shard_round_trip_assembly_and_partials(tmp_path: Path) -> None:
     import h5py
 
     with h5py.File(out, "r") as f:
-        assert list(f["index"][()]) == [0, 1, 2, 3, 4] and f["data"].chunks == (1, 1, 2, 2)
+        assert list(f["index"][()]) == [0, 1, 2, 3, 4] and f["data"].chunks == (5, 1, 2, 2)
         assert f.attrs["settings_hash"] == "h"
 
 
@@ -94,9 +94,16 @@ def test_assembly_takes_shards_from_memory_and_files_and_aborts_cleanly(tmp_path
     assert [p.name for p in written] == ["input.h5", "m.h5"] and not list(tmp_path.glob(".*"))
     with h5py.File(tmp_path / "m.h5", "r") as f:
         assert list(f["index"][()]) == list(range(6)) and f.attrs["method"] == "lrp:x"
-        assert f["attribution"].dtype == np.float16 and f["attribution"].chunks == (1, 1, 2, 2)
+        assert f["attribution"].dtype == np.float16 and f["attribution"].chunks == (6, 1, 2, 2)
         assert [float(v) for v in f["attribution"][:, 0, 0, 0]] == [0, 0, 0, -3, -3, -5]
     half = layout.Assembly(tmp_path / "shards", 6, attrs)
     half.add((0, 3), group(0, 3))
     half.abort()  # after an error: nothing of it is left
     assert not list((tmp_path / "shards").glob(".*"))
+
+
+def test_chunks_are_whole_rows_of_about_a_mebibyte() -> None:
+    assert layout._chunks((1000, 3, 224, 224), 4) == (1, 3, 224, 224)  # 588 KiB rows: one each
+    assert layout._chunks((1000, 1000), 4) == (262, 1000)
+    assert layout._chunks((5, 1000), 4) == (5, 1000)
+    assert layout._chunks((1000,), 8) is None and layout._chunks((0, 4), 4) is None
