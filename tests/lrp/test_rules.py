@@ -134,6 +134,25 @@ def test_fast_paths_for_relu_inputs_and_outputs(rule_name: str, relu_after: bool
     torch.testing.assert_close((got.reshape(2, -1)), want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("sign", ["nonneg", "nonpos"])
+@pytest.mark.parametrize("rule_name", ["zplus", "gamma", "alphabeta"])
+def test_one_signed_inputs_without_a_relu_in_front(rule_name: str, sign: str) -> None:
+    """Inputs of one sign (with zeros) that no ReLU guarantees: the layer cannot know their sign
+    in advance (z+ takes its signed pair), and the numbers are still the formula's."""
+    layer = nn.Conv2d(3, 4, 3, padding=1).double()
+    nn.init.normal_(layer.bias, std=0.5)
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64).abs()
+    x[:, :, :2] = 0.0
+    x = x if sign == "nonneg" else -x
+    w, b = dense(layer, (3, 5, 5))
+    r = torch.randn(2, w.shape[0], dtype=torch.float64)
+    got = lrp_of(layer, RULES[rule_name], x, r)
+    want = torch.stack([formula(rule_name, w, b, xi.reshape(-1), ri)
+                        for xi, ri in zip(x, r, strict=True)])
+    assert bool(torch.isfinite(got).all())
+    torch.testing.assert_close(got.reshape(2, -1), want, rtol=1e-10, atol=1e-12)
+
+
 class _SumReLU(nn.Module):
     """``relu(a(x) + b(x))``: a residual sum whose only user is a ReLU."""
 
