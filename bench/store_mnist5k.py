@@ -32,7 +32,7 @@ def check(store: lumos.store.Store) -> dict[str, float]:
     t = torch.from_numpy(lrp["target"])
     lrp_api = lumos.LRP(model, composite=composites.EpsilonPlus())
     ig_api = lumos.IntegratedGradients(model)
-    worst = {"lrp:epsilon-plus": 0.0, "ig": 0.0, "ig delta": 0.0}
+    worst = {"lrp:epsilon-plus": 0.0, "ig": 0.0, "ig delta": 0.0, "ig error": 0.0}
     size, batch = m["shard_size"], m["batch_size"]
     for a in range(0, len(x), size):
         for b in range(a, min(a + size, len(x)), batch):
@@ -48,6 +48,9 @@ def check(store: lumos.store.Store) -> dict[str, float]:
                                                         - exp.attribution.numpy()).max()))
             worst["ig delta"] = max(worst["ig delta"],
                                     float(np.abs(ig["delta"][rows] - exp.delta.numpy()).max()))
+            if exp.error is not None:  # adaptive: the stored estimate of each map's error
+                worst["ig error"] = max(worst["ig error"], float(np.abs(
+                    ig["error"][rows] - exp.error.numpy()).max()))
     return worst
 
 

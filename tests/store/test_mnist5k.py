@@ -28,7 +28,8 @@ def test_mnist5k_store_equals_the_apis(tmp_path: Path) -> None:
     assert len(store) == 100 and store.manifest["dataset"]["size"] == 5000
     worst = bench.check(store)
     assert worst["lrp:epsilon-plus"] <= 1e-6
-    assert worst["ig"] <= 1e-6 and worst["ig delta"] <= 1e-6
+    assert worst["ig"] <= 1e-6 and worst["ig delta"] <= 1e-6 and worst["ig error"] <= 1e-6
+    assert "error" in store.arrays("ig")  # adaptive IG: each map's estimated error is stored
     lrp = store.arrays("lrp:epsilon-plus")
     assert (lrp["prediction"].argmax(1) == lrp["target"]).all()
     assert np.array_equal(lrp["index"], np.arange(100))

@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where catalog datasets live (default: $LUMOS_DATA or ./data)")
     parser.add_argument("--download", action="store_true", help="download a missing dataset")
     parser.add_argument("--ig-tolerance", type=float, default=0.01,
-                        help="IG completeness tolerance, relative (default: 0.01)")
+                        help="IG tolerance: estimated relative map error and relative "
+                             "completeness gap, both (default: 0.01)")
     parser.add_argument("--ig-max-steps", type=int, default=256,
                         help="IG gradient evaluations per sample at most (default: 256)")
     parser.add_argument("--ig-steps", type=int, default=None,

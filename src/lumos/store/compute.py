@@ -355,7 +355,7 @@ def _fitted(fn: ExplainFn, x: Tensor, t: Tensor | Pick) -> Explanation | Tensor:
 
 def _concat(parts: list[Explanation]) -> Explanation:
     fields = ("attribution", "output", "target", "delta", "baseline_output", "n_steps",
-              "converged")
+              "converged", "error")
     joined: dict[str, Any] = {f: torch.cat([getattr(p, f) for p in parts]) for f in fields
                               if getattr(parts[0], f) is not None}
     return Explanation(method=parts[0].method, **joined)

@@ -32,7 +32,7 @@ _PART = ".part"
 #: Datasets of every method file, in the order ViRelAy's specification lists them.
 METHOD_FIELDS = ("index", "attribution", "label", "prediction")
 #: Per-sample checks a method file may add.
-CHECK_FIELDS = ("target", "output", "delta", "baseline_output", "n_steps", "converged")
+CHECK_FIELDS = ("target", "output", "delta", "baseline_output", "n_steps", "converged", "error")
 
 
 def _h5py() -> Any:
