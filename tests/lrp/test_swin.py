@@ -133,8 +133,11 @@ def test_torchvision_swin_at_an_odd_size(name: str) -> None:
 
 @pytest.mark.slow
 def test_another_input_size_is_prepared_again() -> None:
+    from lumos.lrp.engine import PROGRAMS_KEPT
+
     model = _tiny(False)
     lrp = lumos.LRP(model, composites.EpsilonPlus())
+    seen: dict[int, object] = {}
     with untouched(model):
         for side in (16, 20, 16):
             x = torch.randn(2, 3, side, side, dtype=torch.float64)
@@ -143,8 +146,20 @@ def test_another_input_size_is_prepared_again() -> None:
             program = lrp.program(x)
             assert program.input_shape == (3, side, side)
             assert lrp.program(x) is program   # the same size reuses it
+            assert seen.setdefault(side, program) is program  # alternating sizes: kept
             with torch.no_grad():
                 torch.testing.assert_close(program.gm(x), model(x), rtol=1e-12, atol=1e-12)
+        for side in range(24, 24 + PROGRAMS_KEPT):  # the oldest shapes make room
+            lrp.program(torch.randn(1, 3, side, side, dtype=torch.float64))
+        assert lrp.program(torch.randn(1, 3, 16, 16, dtype=torch.float64)) is not seen[16]
+        with torch.no_grad():
+            model.features[0][0].weight.mul_(2.0)  # the model changed: every program dropped
+        try:
+            assert lrp.program(torch.randn(1, 3, 16, 16, dtype=torch.float64)) is not seen[16]
+            assert len(lrp._programs) == 1
+        finally:
+            with torch.no_grad():
+                model.features[0][0].weight.div_(2.0)
 
 
 def test_a_subclass_with_its_own_forward_is_refused_clearly() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -223,6 +224,10 @@ def _default_rule(module: nn.Module) -> Rule:
     return rules.Gradient()
 
 
+#: Prepared programs an :class:`LRP` keeps for models whose graph depends on the input shape.
+PROGRAMS_KEPT = 4
+
+
 def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
     """Cheap identity of everything preparation copies: tensors, their versions, the modules."""
     tensors = tuple((id(t), t._version, t.data_ptr(), t.dtype, t.device, tuple(t.shape))
@@ -270,17 +275,34 @@ class LRP:
         self.model = model
         self.composite = composite
         self._program: _Program | None = None
+        #: Prepared programs by input shape (``None``: one that takes any shape), most recent
+        #: last; all dropped when the user's model changes.
+        self._programs: OrderedDict[tuple[int, ...] | None, _Program] = OrderedDict()
         self._key: tuple[Any, ...] | None = None
 
     def program(self, example: Tensor) -> _Program:
-        """The prepared model with its rules, re-made when the user's model changed (or the
-        input's shape, for a graph specialised to one, such as torchvision's Swin)."""
+        """The prepared model with its rules, re-made when the user's model changed.
+
+        A graph specialised to one input shape (torchvision's Swin) is prepared once per
+        shape; the last :data:`PROGRAMS_KEPT` shapes stay prepared (each holds a copy of
+        the model), so inputs of alternating sizes are not prepared again each call.
+        """
         key = _fingerprint(self.model)
-        if self._program is None or key != self._key or self._program.input_shape not in (
-                None, tuple(example.shape[1:])):
-            self._program = _Program(_prepare(self.model, example.detach()[:1]), self.composite)
+        if key != self._key:
+            self._programs.clear()
             self._key = key
-        return self._program
+        shape = tuple(example.shape[1:])
+        slot: tuple[int, ...] | None = shape if shape in self._programs else None
+        program = self._programs.get(slot)
+        if program is None:
+            program = _Program(_prepare(self.model, example.detach()[:1]), self.composite)
+            slot = program.input_shape
+            self._programs[slot] = program
+            while len(self._programs) > PROGRAMS_KEPT:
+                self._programs.popitem(last=False)
+        self._programs.move_to_end(slot)
+        self._program = program
+        return program
 
     @property
     def rules(self) -> dict[str, Rule | None]:
