@@ -163,8 +163,10 @@ def test_overlapped_and_in_turn_io_store_the_same(small: tuple[Path, Path, Path]
     from lumos.store import pipeline
 
     folder, ckpt, out = small
-    other = "threads off" if pipeline.overlap_io(torch.device("cpu")) else "threads on"
-    monkeypatch.setattr(pipeline, "overlap_io", lambda device: other == "threads on")
+    import os
+
+    here = pipeline.overlap_io(torch.device("cpu"), os.cpu_count() or 1)
+    monkeypatch.setattr(pipeline, "overlap_io", lambda device, cpus: not here)  # the other way
     lumos.explain_dataset(str(ckpt), f"folder:{folder}", ["ig", "lrp:epsilon-plus"],
                           tmp_path / "store", shard_size=10, batch_size=4, ig={"n_steps": 16},
                           progress=False)

@@ -15,7 +15,6 @@ on the number of processes or on resuming.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 import time
@@ -81,15 +80,10 @@ class ShardBatches(Sampler[list[int]]):
         return len(self.batches)
 
 
-def overlap_io(device: torch.device, cpus: int | None = None) -> bool:
-    """Whether a rank decodes and writes on background threads: on a GPU, or on a CPU with
-    more cores (``cpus``, default: those this process may run on) than torch threads."""
-    if device.type != "cpu":
-        return True
-    if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else (os.cpu_count() or 1)
-    return cpus > torch.get_num_threads()
+def overlap_io(device: torch.device, cpus: int) -> bool:
+    """Whether a rank decodes and writes on background threads: on a GPU, or on a CPU where
+    the rank's share of the cores (``cpus``) is more than its torch threads."""
+    return device.type != "cpu" or cpus > torch.get_num_threads()
 
 
 class ShardWriter:

@@ -250,17 +250,17 @@ def _compute(world: distributed.World, folder: Path, clf: Any, source: DataSourc
     explainers: dict[str, ExplainFn] = {
         m.key: AttributeOnly(m.key, model, domain.low, domain.high) if m.kind == "lrp"
         else mt.build(m, model, domain, options[m.key]) for m in parsed}
+    cpus = max(1, (os.cpu_count() or 1) // world.size)  # this rank's share of the cores
     if workers is None:
         from lumos.store.sources import TensorItems
 
-        workers = default_workers(isinstance(source.dataset, TensorItems), world.device,
-                                  (os.cpu_count() or 1) // world.size)
+        workers = default_workers(isinstance(source.dataset, TensorItems), world.device, cpus)
     work = Work(folder=folder, mine=shards.deal(pending, world.rank, world.size),
                 batch_size=batch_size, target=target, dtype=DTYPES[dtype],
                 stems=stems, attrs={keyed.HASH_KEY: digest, "run": run, "rank": world.rank},
                 device=world.device, workers=workers, progress=progress and world.is_main,
                 describe=source.describe, assembly=assembly,
-                overlap=overlap_io(world.device))
+                overlap=overlap_io(world.device, cpus))
     if work.mine:
         run_rank(work, model, source.dataset, explainers, len(clf.classes))
 
