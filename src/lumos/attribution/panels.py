@@ -42,6 +42,11 @@ from torch import Tensor
 MARGIN = 12.0
 #: Weight of the exact scalar check in the error factor.
 SCALAR_WEIGHT = 0.8
+#: Margin for the number of panels sharing the estimate (``n_panels`` counted like ``n_eff``
+#: over the panels' ``|V|^2``): the error is a sum over panels, and how far each panel's
+#: error strays from its expectation depends on its own jumps, not on how many pixels they
+#: move.
+PANEL_MARGIN = 0.3
 
 
 @dataclass
@@ -112,6 +117,23 @@ class Assessment:
     gap: float
     panel_v: np.ndarray
     panel_gap: np.ndarray
+    n_eff: float = 1.0
+
+    def factor_after(self, growth: float) -> float:
+        """The statistical part of ``c`` once the panels are ``growth`` times as many (and
+        ``n_eff`` with them), without the scalar check: what refinement should plan for."""
+        return statistical_factor(self.n_eff * growth, _panel_count(self.panel_v) * growth)
+
+
+def _panel_count(v_sq: np.ndarray) -> float:
+    total = float(v_sq.sum())
+    return total**2 / max(float(np.sum(v_sq**2)), 1e-300) if total > 0 else 1.0
+
+
+def statistical_factor(n_eff: float, n_panels: float) -> float:
+    """``c`` from how many entries and how many panels share the estimate."""
+    spread = MARGIN / np.sqrt(max(n_eff, 1.0)) + PANEL_MARGIN / np.sqrt(max(n_panels, 1.0))
+    return float(min(1.0, np.sqrt((1.0 + spread) / 3.0)))
 
 
 def error_factor(v_sq: np.ndarray, v_4: float, e2: np.ndarray, e1: np.ndarray) -> float:
@@ -120,8 +142,7 @@ def error_factor(v_sq: np.ndarray, v_4: float, e2: np.ndarray, e1: np.ndarray) -
     total = float(v_sq.sum())
     if total <= 0.0:
         return 1.0
-    n_eff = total**2 / max(v_4, 1e-300)
-    c = min(1.0, np.sqrt((1.0 + MARGIN / np.sqrt(n_eff)) / 3.0))
+    c = statistical_factor(total**2 / max(v_4, 1e-300), _panel_count(v_sq))
     seen = float(np.sum((e1 - e2) ** 2))
     if seen > 0.0:
         c = max(c, SCALAR_WEIGHT * float(np.sqrt(np.sum(e2**2) / seen)))
@@ -154,4 +175,5 @@ def assess(paths: list[PathNodes], scales: list[Tensor]) -> Assessment:
     norm = float(attr.double().norm())
     err = err_abs / norm if norm > 0 else (0.0 if err_abs == 0 else float("inf"))
     gap = float(np.mean([e.sum() for e in e2s]))
-    return Assessment(attr, err, err_abs, gap, sq, np.abs(e2_all))
+    n_eff = float(sq.sum()) ** 2 / max(v_4, 1e-300) if sq.sum() > 0 else 1.0
+    return Assessment(attr, err, err_abs, gap, sq, e2_all / len(paths), n_eff)
