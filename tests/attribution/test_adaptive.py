@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from torch import nn
 
 import lumos
 from helpers import small_cnn, untouched
-from lumos.attribution.adaptive import completeness_bound
+from lumos.attribution.adaptive import Cut, completeness_bound, plan
 from lumos.attribution.integrated import ConvergenceWarning
 
 
@@ -69,6 +70,38 @@ def test_unconverged_samples_are_reported_with_a_warning() -> None:
     assert not bool(exp.converged.all())
     assert bool((exp.n_steps <= 12).all()) and bool((exp.error > 1e-12).all())
     assert bool((exp.delta[~exp.converged].abs() > 0).all())
+
+
+def test_plan_lands_the_expected_estimate_on_the_target_with_the_fewest_nodes() -> None:
+    rng = np.random.default_rng(0)
+    weight = rng.uniform(0.5, 2.0, 12) * np.r_[np.full(6, 1.0), np.full(6, 8.0)]
+    target = 0.1 * np.sqrt(weight.sum())
+    counts = plan(weight, target)
+    expected = float(np.sum(weight * (2.0 / counts) ** 2))
+    assert expected <= target**2 and bool((counts % 2 == 0).all()) and counts.min() >= 2
+    # one interval pair fewer anywhere misses the target: no node is wasted
+    for i in np.flatnonzero(counts > 2):
+        fewer = counts.copy()
+        fewer[i] -= 2
+        assert float(np.sum(weight * (2.0 / fewer) ** 2)) > target**2 * 0.97
+    # the panels with 8x the weight get about 2x the intervals (k ~ weight^(1/3))
+    assert 1.6 < counts[6:].mean() / counts[:6].mean() < 2.4
+    # within budget; and a weight already under the target still cuts one panel
+    assert int(np.sum(plan(weight, 1e-9, room=10) - 2)) <= 12
+    small = plan(np.array([1.0, 3.0, 2.0]), 10.0)
+    assert small.tolist() == [2, 4, 2]
+
+
+def test_plan_cuts_the_panels_whose_gap_parts_carry_the_gap() -> None:
+    share = np.array([0.5, -0.2, 0.3, 0.05, -0.1])  # gap 0.55
+    counts = plan(np.zeros(5), 1.0, share, bound=0.05)
+    assert counts.tolist() == [4, 2, 4, 2, 2]  # 0.5 < 0.55 - 0.025 <= 0.5 + 0.3
+
+
+def test_cut_nodes_share_the_old_midpoint_and_make_equal_intervals() -> None:
+    cut = Cut(path=3, left=0.25, width=0.5, count=6)
+    nodes = np.sort(np.r_[cut.nodes(), 0.25, 0.5, 0.75])
+    assert cut.nodes().size == 4 and np.allclose(np.diff(nodes), 0.5 / 6)
 
 
 def test_score_constant_along_the_path_converges_immediately() -> None:
