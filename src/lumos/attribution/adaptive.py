@@ -10,14 +10,19 @@ known per panel.
 
 A sample is done when both hold: estimated map error ``<= tolerance`` and
 ``|delta| <= tolerance * |f(x) - f(x')| + atol`` (with several baselines: the mean gap against
-the mean baseline output, and the error of the mean map). Until then each round splits the
-panels that carry most of the estimate (Dörfler marking: the fewest panels whose ``|V|^2`` add
-up to a share of the excess), and those that carry most of the gap while it is too large; a
-split panel's three nodes are all reused and two new midpoints are evaluated. ReLU networks
-have piecewise constant gradients along the path: panels around the kinks get refined, flat
-stretches stay coarse. All unfinished samples (and all their baselines) are refined together,
-one batched model call per round. A sample stops unfinished when the next round would exceed
-``max_steps`` gradient evaluations and is reported as not converged.
+the mean baseline output, and the error of the mean map). Until then each round *plans* its
+cuts (:func:`plan`): every panel is cut into an even number ``k`` of equal intervals, chosen
+so that the estimate expected afterwards lands on the tolerance with the fewest new nodes
+(a panel's share falls like ``1 / k`` when many small gradient jumps sit in it, the slowest
+case; ``k ~ share^(2/3)``). Landing in one round matters: ReLU-like networks flip thousands
+of units along a path (a random ReLU6/Softplus CNN on 3x32x32 inputs: about 10,000), so the
+gradient is a random walk and equal intervals are the best nodes where it is alike; halving
+some intervals and not others, round after round, costs up to 40% more squared error for the
+same nodes. Once the map is fine and the gap is not, the panels whose exact shares of the gap
+have its sign are halved, largest first. Every node already paid for is reused. All
+unfinished samples (and all their baselines) are refined together, one batched model call per
+round. A sample stops unfinished when its next cuts would exceed ``max_steps`` gradient
+evaluations and is reported as not converged.
 
 Memory: a sample's node gradients are kept until it is done (its ``n_steps`` input-sized
 tensors), then folded into its attribution and freed.
