@@ -88,6 +88,8 @@ def test_plan_lands_the_expected_estimate_on_the_target_with_the_fewest_nodes() 
     assert 1.6 < counts[6:].mean() / counts[:6].mean() < 2.4
     # within budget; and a weight already under the target still cuts one panel
     assert int(np.sum(plan(weight, 1e-9, room=10) - 2)) <= 12
+    spent = plan(weight, 0.0, room=10)  # tolerance 0: the budget is spread over the panels
+    assert spent.min() >= 2 and 10 <= int(np.sum(spent - 2)) <= 12
     small = plan(np.array([1.0, 3.0, 2.0]), 10.0)
     assert small.tolist() == [2, 4, 2]
 

@@ -198,10 +198,11 @@ def plan(weight: np.ndarray, target: float, share: np.ndarray | None = None,
         counts[np.argmax(weight)] = 4
     elif total > 0.0:
         root = np.cbrt(weight)
-        ideal = 2.0 * root * np.sqrt(float(root.sum())) / max(target, 1e-300)
+        with np.errstate(over="ignore", divide="ignore"):
+            ideal = 2.0 * root * np.sqrt(float(root.sum())) / target
         extra = float(np.sum(np.maximum(ideal - 2.0, 0.0)))
-        if extra > room:
-            ideal = 2.0 + np.maximum(ideal - 2.0, 0.0) * room / extra
+        if not np.isfinite(extra) or extra > room:  # the budget decides: spread it alike
+            ideal = 2.0 + room * root / float(root.sum())
         counts = np.maximum(2, 2 * np.floor(ideal / 2)).astype(np.int64)
         while (float(np.sum(weight * (2.0 / counts) ** 2)) > target**2
                and int(np.sum(counts - 2)) < room):
