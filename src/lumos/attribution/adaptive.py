@@ -14,7 +14,7 @@ the mean baseline output, and the error of the mean map). Until then each round 
 cuts (:func:`plan`): every panel is cut into an even number ``k`` of equal intervals, chosen
 so that the estimate expected afterwards lands on the tolerance with the fewest new nodes
 (a panel's share falls like ``1 / k`` when many small gradient jumps sit in it, the slowest
-case; ``k ~ share^(2/3)``). Landing in one round matters: ReLU-like networks flip thousands
+case; ``k ~ |V_p|^(2/3)``). Landing in one round matters: ReLU-like networks flip thousands
 of units along a path (a random ReLU6/Softplus CNN on 3x32x32 inputs: about 10,000), so the
 gradient is a random walk and equal intervals are the best nodes where it is alike; halving
 some intervals and not others, round after round, costs up to 40% more squared error for the
@@ -132,6 +132,11 @@ class _Refiner:
         f_base = float(np.mean([m.f[0] for m in members]))
         return completeness_bound(self.tolerance, f_x, f_base, self.diff.dtype, self.atol)
 
+    def map_ok(self, state: Assessment) -> bool:
+        """Whether the estimated map error is within the tolerance (up to rounding)."""
+        target = self.tolerance * float(state.attribution.double().norm())
+        return state.error_abs <= target + self.map_slack(state)
+
     def map_slack(self, state: Assessment) -> float:
         """Absolute floor of the map criterion: rounding level of the attribution."""
         eps = torch.finfo(self.diff.dtype).eps
@@ -149,16 +154,16 @@ class _Refiner:
         open_ = width > MIN_WIDTH
         norm = float(state.attribution.double().norm())
         target = self.tolerance * norm
-        weight = np.zeros(width.shape)
-        if state.error_abs > target + self.map_slack(state):
+        weight, share = np.zeros(width.shape), None
+        if not self.map_ok(state):
             growth = max(1.0, state.error_abs / max(target, 1e-300))
-            weight = state.factor_after(growth) ** 2 * state.panel_v
-        share = state.panel_gap if abs(state.gap) > bound and not weight.any() else None
-        counts = plan(np.where(open_, weight, 0.0), target,
-                      None if share is None else np.where(open_, share, 0.0), bound, room)
+            weight = np.where(open_, state.factor_after(growth) ** 2 * state.panel_v, 0.0)
+        elif abs(state.gap) > bound:
+            share = np.where(open_, state.panel_gap, 0.0)
+        counts = plan(weight, target, share, bound, room)
+        priority = weight if share is None else np.abs(share)
         order = np.flatnonzero(counts > 2)
-        order = order[np.argsort(-(weight[order] + np.abs(state.panel_gap[order])
-                                   * (0.0 if share is None else 1.0)), kind="stable")]
+        order = order[np.argsort(-priority[order], kind="stable")]
         path_ids, left = np.concatenate(ids), np.concatenate(lefts)
         return [Cut(int(path_ids[i]), float(left[i]), float(width[i]), int(counts[i]))
                 for i in order]
@@ -288,9 +293,7 @@ def integrate_adaptive(paths: Paths, tolerance: float, max_steps: int, atol: flo
         for s in np.flatnonzero(active):
             state, bound = ref.assess(int(s)), ref.bound(int(s))
             error[s] = state.error
-            map_ok = state.error_abs <= (tolerance * float(state.attribution.double().norm())
-                                         + ref.map_slack(state))
-            done[s] = map_ok and abs(state.gap) <= bound
+            done[s] = ref.map_ok(state) and abs(state.gap) <= bound
             room = int(max_steps - spent[s])
             cuts = [] if done[s] or room < 2 else ref.marked(int(s), state, bound, room)
             ids, alphas = _within(cuts, room)

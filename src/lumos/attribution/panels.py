@@ -109,7 +109,9 @@ class PathNodes:
 
 @dataclass
 class Assessment:
-    """One sample's current attribution, its error estimate and its panels' indicators."""
+    """One sample's current attribution, its error estimate and its panels' indicators:
+    ``panel_v`` each panel's ``|V|^2``, ``panel_gap`` its exact signed share of ``gap`` (they
+    sum to it), ``n_eff`` how many entries of ``V`` share the estimate."""
 
     attribution: Tensor
     error: float
@@ -136,13 +138,12 @@ def statistical_factor(n_eff: float, n_panels: float) -> float:
     return float(min(1.0, np.sqrt((1.0 + spread) / 3.0)))
 
 
-def error_factor(v_sq: np.ndarray, v_4: float, e2: np.ndarray, e1: np.ndarray) -> float:
-    """The factor ``c`` of the module docstring from panel ``|V|^2``, the sum of the fourth
-    powers of all entries of ``V`` and the scalar errors."""
-    total = float(v_sq.sum())
-    if total <= 0.0:
+def error_factor(v_sq: np.ndarray, n_eff: float, e2: np.ndarray, e1: np.ndarray) -> float:
+    """The factor ``c`` of the module docstring from panel ``|V|^2``, the entries' ``n_eff``
+    and the scalar errors."""
+    if float(v_sq.sum()) <= 0.0:
         return 1.0
-    c = statistical_factor(total**2 / max(v_4, 1e-300), _panel_count(v_sq))
+    c = statistical_factor(n_eff, _panel_count(v_sq))
     seen = float(np.sum((e1 - e2) ** 2))
     if seen > 0.0:
         c = max(c, SCALAR_WEIGHT * float(np.sqrt(np.sum(e2**2) / seen)))
@@ -171,9 +172,9 @@ def assess(paths: list[PathNodes], scales: list[Tensor]) -> Assessment:
     assert attr is not None and v_sum is not None
     sq, e2_all, e1_all = np.concatenate(v_sq), np.concatenate(e2s), np.concatenate(e1s)
     spread = max(float(v_sum.double().norm()), float(np.sqrt(sq.sum())))
-    err_abs = error_factor(sq, v_4, e2_all, e1_all) * spread
+    n_eff = float(sq.sum()) ** 2 / max(v_4, 1e-300) if sq.sum() > 0 else 1.0
+    err_abs = error_factor(sq, n_eff, e2_all, e1_all) * spread
     norm = float(attr.double().norm())
     err = err_abs / norm if norm > 0 else (0.0 if err_abs == 0 else float("inf"))
     gap = float(np.mean([e.sum() for e in e2s]))
-    n_eff = float(sq.sum()) ** 2 / max(v_4, 1e-300) if sq.sum() > 0 else 1.0
     return Assessment(attr, err, err_abs, gap, sq, e2_all / len(paths), n_eff)
