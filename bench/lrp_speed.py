@@ -159,7 +159,7 @@ def bench(name: str, repeats: int, batch: int, size: int) -> None:
           f"{ratio('lumos', 'gradient_cl')} of that", flush=True)
 
 
-def _calibrated(model: nn.Module, size: int) -> nn.Module:
+def calibrated(model: nn.Module, size: int) -> nn.Module:
     """Eval mode with BatchNorm statistics of random inputs: at torchvision's init an
     EfficientNet's activations collapse (logits ~1e-15, float32 relevance exactly 0), which
     would time LRP on a degenerate model."""
@@ -182,7 +182,7 @@ def bench_gated(name: str, repeats: int, batch: int, size: int) -> None:
     from lumos.lrp import composites
 
     torch.manual_seed(0)
-    model = _calibrated(getattr(torchvision.models, name)(weights=None), size)
+    model = calibrated(getattr(torchvision.models, name)(weights=None), size)
     x = torch.randn(batch, 3, size, size)
     lrp = lumos.LRP(model, composite=composites.EpsilonPlus())
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
