@@ -25,9 +25,9 @@ covariance is estimated from the panels themselves, ``sum_{p != q} |V_p|^2 |V_q|
 (V_p . V_q)^2`` (independent panels: the numerator and denominator estimate ``tr(C)^2`` and
 ``tr(C^2)``), lowered by one standard error of that ratio (``2 / sqrt(m (m - 1))`` relative,
 ``m`` panels sharing the estimate). Measured against references, ``(true / (|V| / sqrt(3)) - 1)
-sqrt(dof)`` has mean 0.1 and spread 1.1 on a random ReLU6/Softplus CNN (``dof`` 450-770 on
-3x32x32 inputs) and mean 0.0, spread 0.8 on the mnist CNN (``dof`` 30-120); ``c = (1 +
-CONFIDENCE / sqrt(dof)) / sqrt(3)``, at most 1.
+sqrt(dof)`` has mean 0.0 and spread 1.1 on a random ReLU6/Softplus CNN (``dof`` 440-810 on
+3x32x32 inputs), 0.0 and 0.8 on the mnist CNN (``dof`` 25-112), 0.1 and 0.9 on EfficientNet-Lite0
+photos (``dof`` 305-1,317); ``c = (1 + CONFIDENCE / sqrt(dof)) / sqrt(3)``, at most 1.
 Finally the scalar integrand is known exactly on every panel (``f(b) - f(a)``), so the exact
 scalar errors of ``T1`` and ``T2`` give one honest projection of the vector error; when the
 ``T2`` error seen there is larger, relative to ``V``, than ``c`` assumes (a bump between nodes
