@@ -99,14 +99,16 @@ class PathNodes:
 
     def integral_and_v(self, scale: Tensor) -> tuple[Tensor, Tensor]:
         """``scale * T2`` over the whole path and ``scale * V`` per panel ``(n_panels, ...)``."""
-        g = torch.stack(self.grads)
-        flat = g.flatten(1)
-        w = torch.as_tensor(self.weights(), device=g.device, dtype=g.dtype)
-        total = (w @ flat).view(g.shape[1:]) * scale
-        quarter = torch.as_tensor(0.25 * self.widths, device=g.device, dtype=g.dtype)
-        curv = flat[0:-2:2] - 2 * flat[1::2] + flat[2::2]
-        v = (curv * quarter[:, None]).view(-1, *g.shape[1:]) * scale
-        return total, v
+        grads = self.grads  # not stacked: a long path's copy cost as much as the sums
+        total = torch.zeros_like(grads[0])
+        for weight, g in zip(self.weights().tolist(), grads, strict=True):
+            total.add_(g, alpha=weight)
+        quarters = (0.25 * self.widths).tolist()
+        v = grads[0].new_empty((len(quarters), *grads[0].shape))
+        for p, quarter in enumerate(quarters):
+            torch.add(grads[2 * p], grads[2 * p + 2], out=v[p])
+            v[p].add_(grads[2 * p + 1], alpha=-2.0).mul_(quarter)
+        return total.mul_(scale), v.mul_(scale)
 
 
 @dataclass
