@@ -80,3 +80,15 @@ def test_estimate_bounds_the_error_of_a_smooth_integrand() -> None:
     state = assess([nodes], [torch.ones(50, dtype=torch.float64)])
     true = float((state.attribution - direction / 3).norm())
     assert true <= state.error_abs <= 2 * true
+
+
+def test_estimate_survives_tiny_float32_gradients() -> None:
+    """Gradients of 1e-25 (a saturated score): their squares underflow float32, the estimate
+    must not fall to 0 with them."""
+    rng = np.random.default_rng(2)
+    nodes, _ = jump_path(rng, 400, 30, jumps=3000, n_panels=12)
+    tiny = PathNodes(nodes.alpha, nodes.f * 1e-25, nodes.h * 1e-25,
+                     [(g * 1e-25).float() for g in nodes.grads])
+    big = assess([nodes], [torch.ones(400, dtype=torch.float64)])
+    small = assess([tiny], [torch.ones(400)])
+    assert small.error > 0 and abs(small.error / big.error - 1) < 1e-3

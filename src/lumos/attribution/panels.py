@@ -186,7 +186,11 @@ def assess(paths: list[PathNodes], scales: list[Tensor]) -> Assessment:
         e1s.append(e1)
     assert attr is not None
     v_all = torch.cat(vs)
-    gram = (v_all @ v_all.T).double().cpu().numpy()
+    # scaled to a largest entry of 1 first: float32 squares of tiny V would underflow to 0
+    top = float(v_all.abs().max()) if v_all.numel() else 0.0
+    if top > 0.0:
+        v_all.div_(top)
+    gram = (v_all @ v_all.T).double().cpu().numpy() * top**2
     sq, e2_all, e1_all = np.diag(gram).copy(), np.concatenate(e2s), np.concatenate(e1s)
     dof = error_dof(gram)
     c = error_factor(sq, dof, e2_all, e1_all)
