@@ -34,6 +34,22 @@ def test_landmark_tsne_places_every_sample() -> None:
     assert adjusted_rand_score(truth, result.clusterings[2]) > 0.95
 
 
+def test_umap_draws_the_spectral_embedding_beside_tsne() -> None:
+    """umap-learn (in the dev extra) draws every sample, through landmarks past tsne_max, and
+    keeps the planted groups apart."""
+    from sklearn.cluster import KMeans
+
+    maps, truth = planted(260, groups=2, noise=0.3)
+    result = spray(heatmap_features(maps), SpraySettings(cluster_counts=(2,), tsne_max=100))
+    assert result.umap is not None and result.umap.shape == (260, 2)
+    assert np.isfinite(result.umap).all() and len(np.unique(result.umap, axis=0)) > 200
+    drawn = KMeans(n_clusters=2, n_init=4, random_state=0).fit_predict(result.umap)
+    assert adjusted_rand_score(truth, drawn) > 0.95
+    off = spray(heatmap_features(maps), SpraySettings(cluster_counts=(2,), tsne_max=100,
+                                                      umap=False))
+    assert off.umap is None
+
+
 def test_rank_correlation_and_border_fraction_match_formulas() -> None:
     from scipy.stats import spearmanr
 
@@ -67,6 +83,8 @@ def test_analyse_writes_virelay_layout_and_compares_methods(store: tuple[Path, n
         assert g["embedding/spectral"].attrs["eigenvalue"].shape == (32,)
         assert g["embedding/tsne"].shape == (90, 2)
         assert g["embedding/tsne"].attrs["embedding"] == "spectral"
+        assert g["embedding/umap"].shape == (90, 2)
+        assert g["embedding/umap"].attrs["embedding"] == "spectral"
         k = int(g.attrs["eigengap_k"])
         assert set(g["cluster"]) == {"kmeans-02", "kmeans-03", "kmeans-04"}
         cl = g[f"cluster/kmeans-{k:02d}"]

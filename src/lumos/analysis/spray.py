@@ -170,7 +170,8 @@ def _has_umap() -> bool:
     return importlib.util.find_spec("umap") is not None
 
 
-def _umap(x: np.ndarray, seed: int) -> np.ndarray:  # pragma: no cover - optional package
+def _umap(x: np.ndarray, seed: int) -> np.ndarray:
     import umap
 
-    return np.asarray(umap.UMAP(n_components=2, random_state=seed).fit_transform(x))
+    # one job: a seeded UMAP runs serially anyway (and warns when asked for more)
+    return np.asarray(umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(x))
