@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 import lumos
+from lumos.attribution import quadrature
 from lumos.attribution.paths import Paths
 from lumos.attribution.targets import Target
 
@@ -58,8 +59,8 @@ def map_error(attr: Tensor, ref: Tensor) -> Tensor:
 def reference(model: nn.Module, x: Tensor, target: Tensor, cache: Path | None = None,
               steps: int = 2048, dtype: torch.dtype = torch.float64,
               method: str = "gauss_legendre") -> tuple[Tensor, float]:
-    """``steps``-step Gauss-Legendre map in ``dtype`` and its largest distance to the rule of
-    half the steps.
+    """``steps``-step map in ``dtype`` by ``method`` (Gauss-Legendre, or the trapezoid rule on
+    ``steps`` intervals) and its largest distance to the same rule with half the steps.
 
     With ``cache`` (a file), a reference stored there for the same inputs and targets is
     loaded instead of recomputed, and a new one is stored.
@@ -103,13 +104,11 @@ def nested_trapezoid(model: nn.Module, x: Tensor, target: Tensor, steps: int,
     """
     paths = Paths(model, x, [torch.zeros_like(x)], Target(target, x.shape[0]), rows)
     n = x.shape[0]
-    k = torch.arange(steps + 1, dtype=torch.float64)
-    fine = torch.full((steps + 1,), 1.0 / steps, dtype=torch.float64)
-    fine[[0, -1]] *= 0.5
-    coarse = torch.where(k % 2 == 0, 2.0 / steps, 0.0)
-    coarse[[0, -1]] *= 0.5
+    nodes, fine = quadrature.rule("riemann_trapezoid", steps + 1)
+    coarse = torch.zeros_like(fine)
+    coarse[::2] = quadrature.rule("riemann_trapezoid", steps // 2 + 1)[1]
     ids = torch.arange(n).repeat(steps + 1)
-    alphas, w_fine, w_coarse = (t.repeat_interleave(n) for t in (k / steps, fine, coarse))
+    alphas, w_fine, w_coarse = (t.repeat_interleave(n) for t in (nodes, fine, coarse))
     totals = [torch.zeros_like(x, dtype=torch.float64) for _ in range(2)]
     for sl, _, grad in paths.evaluate(ids, alphas):
         g = grad.double()

@@ -185,9 +185,9 @@ def assess(paths: list[PathNodes], scales: list[Tensor]) -> Assessment:
         e2s.append(e2)
         e1s.append(e1)
     assert attr is not None
-    v_all = torch.cat(vs)
+    v_all = vs[0] if len(vs) == 1 else torch.cat(vs)  # fresh tensors: scaled in place
     # scaled to a largest entry of 1 first: float32 squares of tiny V would underflow to 0
-    top = float(v_all.abs().max()) if v_all.numel() else 0.0
+    top = max(abs(float(m)) for m in v_all.aminmax()) if v_all.numel() else 0.0
     if top > 0.0:
         v_all.div_(top)
     gram = (v_all @ v_all.T).double().cpu().numpy() * top**2
