@@ -174,7 +174,7 @@ def spray_folder(checkpoint: Path, folder: Path, store: Path, class_name: str,
         hans = int(np.argmax(share))
         found[key] = {
             "ari": float(adjusted_rand_score(marked, chosen)), "k": a.result.eigengap_k,
-            "eigenvalues": [round(float(v), 4) for v in a.result.eigenvalues[:8]],
+            "eigenvalues": [round(float(v), 4) for v in a.result.smallest_first[:8]],
             "cluster_sizes": sizes.tolist(), "marked_share": [round(v, 3) for v in share],
             "marked_cluster": hans, "summary": a.summary(),
             "border_fraction": {str(c): round(float(a.border_fraction[chosen == c].mean()), 3)
