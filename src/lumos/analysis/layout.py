@@ -44,12 +44,8 @@ from typing import Any
 import numpy as np
 
 from lumos.atomic import atomic_file
-from lumos.store.layout import method_stem
+from lumos.store.layout import ANALYSIS_PREFIX, SPECTRUM_ORDER, analysis_file, spectrum_order
 from lumos.store.reader import StoreError, read_manifest
-
-ANALYSIS_PREFIX = "analysis-"
-#: The order of the eigenvalues (and spectral embedding columns) in analysis files: CoRelAy's.
-SPECTRUM_ORDER = "descending"
 
 
 def _manifest_methods(directory: Path) -> dict[str, str] | None:
@@ -90,7 +86,7 @@ def attribution_path(directory: str | os.PathLike[str], key: str) -> Path:
 def analysis_path(directory: str | os.PathLike[str], key: str) -> Path:
     """Where the analysis of method ``key`` goes: ``DIR/analysis-<stem>.h5`` (the stem as in
     the store: ``lrp:epsilon-plus`` -> ``lrp-epsilon-plus``)."""
-    return Path(directory) / f"{ANALYSIS_PREFIX}{method_stem(key)}.h5"
+    return analysis_file(Path(directory), key)
 
 
 @dataclass
@@ -201,13 +197,6 @@ def _write_class(g: Any, c: dict[str, Any]) -> None:
 def _smallest_columns(width: int, count: int) -> np.ndarray:
     """Columns of the ``count`` smallest eigenvalues in a spectrum of ``width``, smallest first."""
     return np.arange(width - 1, width - 1 - min(count, width), -1).astype(np.uint32)
-
-
-def spectrum_order(f: Any) -> str:
-    """``"descending"`` or ``"ascending"``: how an open analysis file orders its spectrum
-    (files without the ``spectrum_order`` attribute were written ascending by lumos 0.1)."""
-    order = f.attrs.get("spectrum_order", "ascending")
-    return order.decode() if isinstance(order, bytes) else str(order)
 
 
 def clustering_name(k: int) -> str:
