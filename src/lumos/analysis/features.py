@@ -49,7 +49,8 @@ def heatmap_features(attribution: np.ndarray, size: tuple[int, int] | None = (16
     Channels are summed and the maps sum-pooled to ``size`` (``None``: kept at full
     resolution). ``normalize="l2"`` scales each row to unit Euclidean norm (an all-zero map stays
     zero); ``"sum"`` divides each map by its sum, as CoRelAy's SpRAy example does (a map whose
-    relevance sums to zero is an error there: it has no such scale). float32, C-contiguous.
+    relevance sums to zero, within 1e-6 of its total absolute relevance, is an error there: it
+    has no such scale). float32, C-contiguous.
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got "
@@ -63,9 +64,12 @@ def heatmap_features(attribution: np.ndarray, size: tuple[int, int] | None = (16
     pooled = (a if size is None else sum_pool(a, size)).reshape(len(a), -1)
     if normalize == "sum":
         scale = pooled.sum(axis=1, keepdims=True)
-        if (scale == 0).any():
-            raise ValueError(f"{int((scale == 0).sum())} heatmap(s) sum to 0, so they cannot be "
-                             "divided by their sum; normalise by the L2 norm instead")
+        cancels = np.abs(pooled.sum(axis=1, keepdims=True, dtype=np.float64)) <= \
+            1e-6 * np.abs(pooled).sum(axis=1, keepdims=True, dtype=np.float64)
+        if cancels.any():
+            raise ValueError(f"{int(cancels.sum())} heatmap(s) sum to 0 (within 1e-6 of their "
+                             "total |relevance|): dividing by the sum would blow them up; "
+                             "normalise by the L2 norm instead")
     else:
         norm = np.linalg.norm(pooled, axis=1, keepdims=True)
         scale = np.where(norm > 0, norm, 1.0)

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from err
     if not args.quiet:
         for key in done.skipped:
-            print(f"{key}: no analysis-file, no project (run `lumos spray {args.directory} "
+            print(f"{key}: no analysis file, no project (run `lumos spray {args.directory} "
                   f"--method {key}` to add one)")
         how = ("linked to input.h5" if done.pixels == "linked"
                else "copied once as uint8 pixels (ViRelAy cannot undo the normalisation)")

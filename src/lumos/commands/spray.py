@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kmeans-on", choices=KMEANS_ON, default=None,
                         help="k-means on the k leading eigenvectors, or on all of them "
                              "(leading; --corelay: all)")
+    parser.add_argument("--no-umap", action="store_true",
+                        help="draw the spectral embedding with t-SNE only (UMAP is slow to "
+                             "start: it compiles its code on first use)")
     parser.add_argument("--clusters", default="2,3,4,5,6,8",
                         help="k-means cluster counts, comma-separated (the eigengap's is added)")
     parser.add_argument("--border", type=int, default=None,
@@ -110,7 +113,7 @@ def _settings(args: argparse.Namespace, counts: tuple[int, ...]) -> SpraySetting
     for option in ("normalize", "affinity", "kmeans_on"):
         if getattr(args, option) is not None:
             chosen[option] = getattr(args, option)
-    return SpraySettings(**chosen, cluster_counts=counts, seed=args.seed)
+    return SpraySettings(**chosen, cluster_counts=counts, umap=not args.no_umap, seed=args.seed)
 
 
 def _names(args: argparse.Namespace) -> list[str] | None:
