@@ -75,6 +75,7 @@ def test_dim_inputs_are_copied_as_pixels_virelay_reads_exactly(mnist_store: Path
         dim = f["data"][0, 0]
     done = export_virelay(folder, tmp_path / "elsewhere")
     assert done.pixels == "uint8" and done.out == tmp_path / "elsewhere"
+    assert done.why.startswith("sample 0 has values in [0, 0.4]")
     project = Project(str(done.projects["ig"]))
     try:
         image = project.get_sample(0).data
@@ -114,12 +115,15 @@ def test_missing_things_are_one_line_each(mnist_store: Path, tmp_path: Path,
     err = capsys.readouterr().err
     assert "has no SpRAy analysis to show; run `lumos spray" in err and err.count("\n") == 1
     assert not (folder / "virelay").exists()
+    with pytest.raises(StoreError, match="is the store itself"):
+        export_virelay(folder, folder)
 
 
 def test_a_method_without_analysis_gets_no_project(mnist_store: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     folder = _copy(mnist_store, tmp_path)
-    analysis_file(folder, "ig").unlink()
+    export_virelay(folder)
+    analysis_file(folder, "ig").unlink()  # the earlier export's ig.yaml must go with it
     assert main(["export", "virelay", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "ig: no analysis file, no project" in out

@@ -17,7 +17,8 @@ in the analysis layout of ViRelAy's user guide ("How to create a project")::
                                        spectral dimensions it was computed from); umap likewise
     <class>/cluster/kmeans-<kk> (n,)   k-means labels (kk two digits), attributes ``embedding``,
                                        ``k`` and ``index`` (the eigenvectors clustered); every
-                                       class has the same clusterings (ViRelAy needs that)
+                                       class has the same ones (ViRelAy needs that), but for
+                                       counts as large as a class's sample count
 
 and, for lumos (ViRelAy reads only the keys above)::
 
@@ -28,8 +29,8 @@ and, for lumos (ViRelAy reads only the keys above)::
 
 Attributes: ``eigengap_k`` on each class group; ``settings`` (JSON), ``method`` and
 ``spectrum_order`` = ``"descending"`` on the file. Files of lumos 0.1 before that attribute hold
-the spectrum ascending (smallest first); :func:`read_analysis` turns them around, and
-:func:`spectrum_order` tells them apart.
+the spectrum ascending (smallest first); :func:`read_analysis` turns them around
+(:func:`lumos.store.layout.spectrum_order` tells them apart).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{key}: no analysis file, no project (run `lumos spray {args.directory} "
                   f"--method {key}` to add one)")
         how = ("linked to input.h5" if done.pixels == "linked"
-               else "copied once as uint8 pixels (ViRelAy cannot undo the normalisation)")
+               else f"copied once as uint8 pixels ({done.why})")
         print(f"inputs: {how}")
         for path, size in done.files.items():
             print(f"  {path.name:<28} {_size(size):>10}")

@@ -48,6 +48,7 @@ LABEL_MAP = "label-map.json"
 ANALYSIS_METHOD = "spray"
 """The analysis method's name in the projects (ViRelAy's URLs swap ``-`` and ``_``)."""
 BLOCK = 4096
+HEADER = "# ViRelAy project written by `lumos export virelay`"
 """Samples read at a time when checking or converting inputs."""
 
 
@@ -57,7 +58,8 @@ class VirelayExport:
 
     ``projects``: one YAML file per analysed method; ``files``: every file written, with its
     size in bytes; ``skipped``: method keys without an analysis file; ``pixels``: how the inputs
-    reach ViRelAy (``"linked"``: virtual datasets over ``input.h5``, ``"uint8"``: a copy).
+    reach ViRelAy (``"linked"``: virtual datasets over ``input.h5``, ``"uint8"``: a copy, and
+    ``why``).
     """
 
     out: Path
@@ -65,6 +67,7 @@ class VirelayExport:
     files: dict[Path, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     pixels: str = "linked"
+    why: str = ""
 
     @property
     def bytes_added(self) -> int:
@@ -84,41 +87,61 @@ def export_virelay(directory: str | os.PathLike[str], out: str | os.PathLike[str
     """
     import h5py
 
-    store = open_store(directory)
-    folder = store.folder
-    target = Path(out) if out is not None else folder / "virelay"
-    analysed = {k: layout.analysis_file(folder, k) for k in store.methods}
-    skipped = [k for k, p in analysed.items() if not p.is_file()]
-    if len(skipped) == len(analysed):
-        raise StoreError(f"{folder} has no SpRAy analysis to show; run `lumos spray {folder} "
-                         f"--method {store.methods[0]}` first")
-    for key, path in analysed.items():
-        if key not in skipped:
-            check_analysis(path, key)
-    result = VirelayExport(target, {}, skipped=skipped)
-    target.mkdir(parents=True, exist_ok=True)
-    result.files[write_bytes_atomic(_label_map_json(store), target / LABEL_MAP)] = 0
-    with h5py.File(folder / f"{layout.INPUT}.h5", "r") as f:
-        shape = tuple(f["data"].shape)
-        if len(shape) != 4 or shape[1] not in (1, 3):
-            raise StoreError(f"ViRelAy draws images of 1 or 3 channels; {folder}/input.h5 holds "
-                             f"data of shape {shape}")
-        if not np.array_equal(f["index"][()], np.arange(shape[0])):
-            raise StoreError(f"{folder}/input.h5: rows are not the samples 0..{shape[0] - 1}, "
-                             "which ViRelAy's HDF5 dataset needs")
-        result.pixels = "linked" if _drawable(f["data"], store) else "uint8"
-    result.files[_write_input(folder, target, shape, result.pixels, store)] = 0
-    for key in store.methods:
-        if key in skipped:
-            continue
-        data = _write_method(store, key, target)
-        result.files[data] = 0
-        project = target / f"{layout.method_stem(key)}.yaml"
-        text = _project(store, key, target, data, analysed[key], shape)
-        result.files[write_bytes_atomic(text.encode(), project)] = 0
-        result.projects[key] = project
-    result.files = {p: p.stat().st_size for p in result.files}
+    with open_store(directory) as store:
+        folder = store.folder
+        target = Path(out) if out is not None else folder / "virelay"
+        if target.resolve() == folder.resolve():
+            raise StoreError(f"--out {target} is the store itself; the export's input.h5 and "
+                             "<stem>.h5 would replace the store's files: choose another folder")
+        analysed = {k: layout.analysis_file(folder, k) for k in store.methods}
+        skipped = [k for k, p in analysed.items() if not p.is_file()]
+        if len(skipped) == len(analysed):
+            raise StoreError(f"{folder} has no SpRAy analysis to show; run `lumos spray "
+                             f"{folder} --method {store.methods[0]}` first")
+        for key, path in analysed.items():
+            if key not in skipped:
+                check_analysis(path, key)
+        result = VirelayExport(target, {}, skipped=skipped)
+        with h5py.File(folder / f"{layout.INPUT}.h5", "r") as f:
+            shape = _check_inputs(f, folder)
+            result.why = _undrawable(f["data"], store)
+        result.pixels = "uint8" if result.why else "linked"
+        target.mkdir(parents=True, exist_ok=True)
+        for key in skipped:  # an earlier export's project would point at a missing analysis
+            _remove_stale(target / f"{layout.method_stem(key)}.yaml")
+        written = [write_bytes_atomic(_label_map_json(store), target / LABEL_MAP),
+                   _write_input(folder, target, shape, result.pixels, store)]
+        for key in (k for k in store.methods if k not in skipped):
+            data = _write_method(store, key, target)
+            project = target / f"{layout.method_stem(key)}.yaml"
+            text = _project(store, key, target, data, analysed[key], shape)
+            written += [data, write_bytes_atomic(text.encode(), project)]
+            result.projects[key] = project
+    result.files = {p: p.stat().st_size for p in written}
     return result
+
+
+def _remove_stale(project: Path) -> None:
+    """Delete a project file an earlier export wrote (recognised by its first line)."""
+    try:
+        first = project.read_text(encoding="utf-8").split("\n", 1)[0]
+    except OSError:
+        return
+    if first.startswith(HEADER):
+        project.unlink()
+
+
+def _check_inputs(f: Any, folder: Path) -> tuple[int, ...]:
+    """The shape of ``input.h5``'s ``data``, checked to be what ViRelAy's HDF5 dataset can use:
+    1 or 3 channels, row ``i`` holding sample ``i``."""
+    shape = tuple(f["data"].shape)
+    if len(shape) != 4 or shape[1] not in (1, 3):
+        raise StoreError(f"ViRelAy draws images of 1 or 3 channels; {folder}/input.h5 holds "
+                         f"data of shape {shape}")
+    if "index" in f and not np.array_equal(f["index"][()], np.arange(shape[0])):
+        raise StoreError(f"{folder}/input.h5: rows are not the samples 0..{shape[0] - 1}, "
+                         "which ViRelAy's HDF5 dataset needs")
+    return shape
 
 
 def check_analysis(path: Path, key: str) -> None:
@@ -149,20 +172,23 @@ def _label_map_json(store: Store) -> bytes:
     return (json.dumps(entries, indent=1, ensure_ascii=False) + "\n").encode()
 
 
-def _drawable(data: Any, store: Store) -> bool:
-    """Whether ViRelAy draws the stored inputs as they are: no normalisation to undo, and every
-    image's range read as ``[0, 1]`` by its guess (minimum >= 0, maximum <= 1, and their sum
-    above 0.5: below, it takes ``[-1, 1]`` and washes the image out)."""
+def _undrawable(data: Any, store: Store) -> str:
+    """Why ViRelAy would not draw the stored inputs as they are ("" if it would): a
+    normalisation to undo, or an image whose range it misreads (its guess takes ``[0, 1]`` only
+    when the minimum is >= 0, the maximum <= 1 and their sum above 0.5; below that sum it
+    takes ``[-1, 1]`` and washes the image out)."""
     model = store.manifest.get("model", {})
     mean, std = model.get("mean", [0.0]), model.get("std", [1.0])
     if any(float(m) != 0.0 for m in mean) or any(float(s) != 1.0 for s in std):
-        return False
+        return "the model's input normalisation, which ViRelAy cannot undo"
     for start in range(0, data.shape[0], BLOCK):
         x = data[start:start + BLOCK].reshape(-1, int(np.prod(data.shape[1:])))
         lo, hi = x.min(axis=1), x.max(axis=1)
-        if (lo < 0).any() or (hi > 1).any() or (lo + hi <= 0.5).any():
-            return False
-    return True
+        bad = np.flatnonzero((lo < 0) | (hi > 1) | (lo + hi <= 0.5))
+        if len(bad):
+            return (f"sample {start + int(bad[0])} has values in [{lo[bad[0]]:.3g}, "
+                    f"{hi[bad[0]]:.3g}], which ViRelAy's range guess would misread")
+    return ""
 
 
 def _write_input(folder: Path, out: Path, shape: tuple[int, ...], pixels: str,
@@ -253,7 +279,7 @@ def _project(store: Store, key: str, out: Path, data: Path, analysis: Path,
                          "sources": [data.name]},
         "analyses": [{"analysis_method": ANALYSIS_METHOD,
                       "sources": [os.path.relpath(analysis, out)]}]}}
-    head = (f"# ViRelAy project written by `lumos export virelay` for method {key!r} of "
+    head = (f"{HEADER} for method {key!r} of "
             f"{store.folder.name}\n# (explained class: {m.get('target', '?')}); open it with "
             "`virelay THIS.yaml`\n")
     return head + _yaml(project)
