@@ -52,11 +52,14 @@ DRIVE = """<script>
     if (el) { el.click(); log.push(step.join(" ")); }
     return !!el;
   }
-  function report() {
-    var images = Array.prototype.slice.call(
-      document.querySelectorAll("#selected-attributions-pane img")).map(function (img) {
-        return {width: img.naturalWidth, src: img.getAttribute("src")};
-      });
+  function report(tries) {  // once the selected samples' images have loaded (or 20 s)
+    var shown = Array.prototype.slice.call(
+      document.querySelectorAll("#selected-attributions-pane img"));
+    var pending = !shown.length || shown.some(function (img) { return !img.complete; });
+    if (pending && tries < 100) { setTimeout(function () { report(tries + 1); }, 200); return; }
+    var images = shown.map(function (img) {
+      return {width: img.naturalWidth, src: img.getAttribute("src")};
+    });
     var out = document.createElement("pre");
     out.id = "lumos-check"; out.style.display = "none";
     out.textContent = JSON.stringify({
@@ -71,7 +74,7 @@ DRIVE = """<script>
     document.body.appendChild(out);
   }
   function run(i, tries) {
-    if (i >= steps.length) { setTimeout(report, 3000); return; }
+    if (i >= steps.length) { setTimeout(function () { report(0); }, 1000); return; }
     if (!act(steps[i]) && tries < 50) {
       setTimeout(function () { run(i, tries + 1); }, 200); return;
     }
@@ -156,7 +159,7 @@ def virelay_page(shown_store: Path) -> Iterator[tuple[str, list[str]]]:
 
 def _browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([_chromium(), *FLAGS, *ISOLATED, f"--user-data-dir={profile}",
-                           "--window-size=1400,900", "--virtual-time-budget=30000", *extra, url],
+                           "--window-size=1400,900", "--virtual-time-budget=60000", *extra, url],
                           capture_output=True, text=True, timeout=240, check=False)
 
 
