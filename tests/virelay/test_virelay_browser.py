@@ -5,7 +5,7 @@ eigenvectors of the 2nd and 3rd smallest eigenvalues, and a cluster's heatmaps.
 ViRelAy's page is driven as a user would: a small script, added to the ``index.html`` its server
 sends, picks the category, the clustering, the spectral embedding and its axes, the attribution
 view and the first cluster, then writes what the page shows into ``<pre id="lumos-check">``.
-With ``LUMOS_SCREENSHOT=docs/images/virelay.png`` the same steps end in that screenshot.
+With ``LUMOS_SCREENSHOT=docs/assets/virelay.png`` the same steps end in that screenshot.
 """
 
 from __future__ import annotations

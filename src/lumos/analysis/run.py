@@ -33,7 +33,7 @@ class ClassAnalysis:
         r = self.result
         lam = ", ".join(f"{v:.3f}" for v in r.smallest_first[:8])
         lines = [f"class {self.label}: {len(self.rows)} heatmaps, eigengap chooses k = "
-                 f"{r.eigengap_k} (smallest eigenvalues {lam}, ...)"]
+                 f"{r.eigengap_k} (eigenvalues {lam}, ...)"]
         labels = r.chosen
         border = agreement.per_cluster(self.border_fraction, labels)
         rho = {k: agreement.per_cluster(v, labels) for k, v in self.rank_correlation.items()}
