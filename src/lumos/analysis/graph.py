@@ -28,17 +28,19 @@ SELECTIONS = ("smallest", "magnitude")
 
 
 def knn(x: np.ndarray, k: int, *, approximate: bool = False, cells: int | None = None,
-        probe: int = 3, seed: int = 0, block: int = 512, tick: Tick | None = None
-        ) -> tuple[np.ndarray, np.ndarray]:
+        probe: int = 3, seed: int = 0, block: int = 512, tick: Tick | None = None,
+        precise: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest neighbours of every row of ``x`` (itself excluded).
 
     Returns ``(index, distance)``, both ``(N, k)``, nearest first, Euclidean distances.
-    ``tick(n)`` is called as rows are done (a progress bar).
+    ``tick(n)`` is called as rows are done (a progress bar). ``precise``: distances in float64
+    (else float32), for binary weights, where one neighbour swapped by rounding
+    changes an edge.
     """
     n = len(x)
     if not 1 <= k < n:
         raise ValueError(f"need 1 <= k < number of samples, got k={k} for {n} samples")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float64 if precise else np.float32)
     if not approximate:
         return exact_search(x, np.arange(n), np.arange(n), k, block, tick)
     return _inverted_file(x, k, cells or max(8, int(np.sqrt(n))), probe, seed, block, tick)
@@ -48,16 +50,16 @@ def exact_search(x: np.ndarray, queries: np.ndarray, pool: np.ndarray, k: int, b
             tick: Tick | None) -> tuple[np.ndarray, np.ndarray]:
     """Exact kNN of ``x[queries]`` among ``x[pool]``, skipping each query itself.
 
-    Distances are computed in float64, so the neighbour order is that of an exact distance
-    matrix (SciPy's ``pdist``, which CoRelAy uses) up to ties, not float32 rounding.
+    Distances are computed in the dtype of ``x``: float64 gives the neighbour order of an exact
+    distance matrix (SciPy's ``pdist``, which CoRelAy uses) up to exact ties.
     """
-    candidates = x[pool].astype(np.float64)
+    candidates = x[pool]
     sq = np.einsum("ij,ij->i", candidates, candidates)
     index = np.empty((len(queries), k), dtype=np.int64)
     dist = np.empty((len(queries), k), dtype=np.float32)
     for start in range(0, len(queries), block):
         q = queries[start:start + block]
-        xq = x[q].astype(np.float64)
+        xq = x[q]
         d2 = sq[None, :] - 2.0 * (xq @ candidates.T) + np.einsum("ij,ij->i", xq, xq)[:, None]
         _drop_self(d2, q, pool)
         part = np.argpartition(d2, k - 1, axis=1)[:, :k]

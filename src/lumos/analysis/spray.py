@@ -140,7 +140,7 @@ def spray(features: np.ndarray, settings: SpraySettings | None = None,
     approx = s.approximate if s.approximate is not None else n > APPROXIMATE_ABOVE
     k = min(s.neighbors, n - 1)
     index, dist = graph.knn(features, k, approximate=approx, seed=s.seed,
-                            tick=lambda m: note("knn", m))
+                            tick=lambda m: note("knn", m), precise=s.affinity == "binary")
     w = graph.affinity(index, dist, s.affinity)
     clock["knn"] = time.perf_counter() - begin
     ascending, vectors = graph.spectrum(w, min(s.n_eigen, n - 1), seed=s.seed, select=s.select)
