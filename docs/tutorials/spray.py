@@ -46,9 +46,8 @@ print(path)
 
 # %%
 rows, labels = [], []
-for a in classes:
-    chosen = a.result.chosen
-    rows.append([heatmap(a.prototypes[c]) for c in sorted(a.prototypes) if c in set(chosen.tolist())])
+for a in classes:  # prototypes[k]: the k cluster means of the k-means with k clusters
+    rows.append([heatmap(mean) for mean in a.prototypes[a.result.eigengap_k]])
     labels.append(f"class {a.label}")
 grid(rows, row_labels=labels, cell=96)
 
