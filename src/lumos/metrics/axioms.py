@@ -118,7 +118,7 @@ def completeness(model: nn.Module, inputs: Tensor, attribution: Tensor,
 def non_sensitivity(model: nn.Module, inputs: Tensor, attribution: Tensor,
                     target: TargetLike = None, *, eps: float = 1e-5, features_in_step: int = 1,
                     baseline: Baseline = "black", absolute: bool = True, normalise: bool = True,
-                    score: Score = "logit", batch_size: int = 256) -> Tensor:
+                    score: Score = "softmax", batch_size: int = 256) -> Tensor:
     """How many features break "no relevance exactly where the model does not care".
 
     Each group of ``features_in_step`` features (in memory order) is set to ``baseline`` alone;
@@ -126,7 +126,7 @@ def non_sensitivity(model: nn.Module, inputs: Tensor, attribution: Tensor,
     violates the axiom when it is insensitive but has relevance ``>= eps`` somewhere, or
     sensitive but has relevance ``< eps`` everywhere. Returns the number of violating groups
     (lower is better; 0 is perfect). With one feature per group (the default, as Quantus) it
-    counts features.
+    counts features. The score is the class probability by default (as Quantus).
     """
     x = check_input(inputs)
     a = relevance(x, attribution, absolute=absolute, normalise=normalise).to(x.device)

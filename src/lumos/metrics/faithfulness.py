@@ -205,11 +205,12 @@ def faithfulness_estimate(model: nn.Module, inputs: Tensor, attribution: Tensor,
 def monotonicity(model: nn.Module, inputs: Tensor, attribution: Tensor,
                  target: TargetLike = None, *, features_in_step: int = 1,
                  baseline: Baseline = "black", absolute: bool = True, normalise: bool = True,
-                 score: Score = "logit", batch_size: int = 256, curve: bool = False) -> Tensor:
+                 score: Score = "softmax", batch_size: int = 256, curve: bool = False) -> Tensor:
     """Whether inserting features in order of increasing relevance never lowers the score.
 
     Starts from the baseline image (every feature at ``baseline``) and puts the features of
     the input back ``features_in_step`` at a time, least relevant first (Arya et al. 2019).
+    The score is the class probability (``score="softmax"``, as Quantus).
     Returns ``True`` per sample when the score after each insertion is at least the score
     after the one before (as a float tensor of 0/1; higher is better), or with ``curve=True``
     the ``(N, K)`` scores after each insertion.
@@ -241,7 +242,7 @@ def monotonicity_correlation(model: nn.Module, inputs: Tensor, attribution: Tens
                              target: TargetLike = None, *, n_samples: int = 100,
                              features_in_step: int = 1, baseline: Baseline = "uniform",
                              eps: float = 1e-5, absolute: bool = True, normalise: bool = True,
-                             score: Score = "logit", generator: torch.Generator | None = None,
+                             score: Score = "softmax", generator: torch.Generator | None = None,
                              batch_size: int = 1024) -> Tensor:
     """Spearman correlation between a group's relevance and the score variance it explains.
 
@@ -249,7 +250,8 @@ def monotonicity_correlation(model: nn.Module, inputs: Tensor, attribution: Tens
     group is set to ``baseline`` ``n_samples`` times (``"uniform"``: a fresh value in
     ``[0, 1)`` per sample and draw) and ``v = mean_k (f(x_k) - f(x))^2 / f(x)^2`` is recorded
     (no division when ``|f(x)| < eps``). Higher is better (Nguyen & Martinez 2020).
-    Defaults as in Quantus (100 draws, one feature per group, uniform noise).
+    Defaults as in Quantus (100 draws, one feature per group, uniform noise, class
+    probability).
     """
     x = check_input(inputs)
     a = relevance(x, attribution, absolute=absolute, normalise=normalise)

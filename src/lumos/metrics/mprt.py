@@ -188,7 +188,7 @@ def smoothed(run: ModelExplainFn, model: nn.Module, x: Tensor, target: TargetLik
     total: Tensor | None = None
     for k in range(n_samples):
         noisy = x if k == n_samples - 1 else \
-            x + (smooth_noise(x, generator).to(x.device) * std).to(x.dtype)
+            (x.double() + smooth_noise(x, generator).to(x.device) * std).to(x.dtype)
         a = run(model, noisy, target).double() / n_samples
         total = a if total is None else total + a
     assert total is not None

@@ -90,13 +90,13 @@ def _patch_curve(model: nn.Module, x: Tensor, attribution: Tensor, target: Targe
 
 def selectivity(model: nn.Module, inputs: Tensor, attribution: Tensor,
                 target: TargetLike = None, *, patch_size: int = 8, baseline: Baseline = "black",
-                score: Score = "logit", batch_size: int = 256, curve: bool = False) -> Tensor:
+                score: Score = "softmax", batch_size: int = 256, curve: bool = False) -> Tensor:
     """Area under the score curve while patches are removed, most relevant first.
 
     ``sum`` of the trapezoids (unit spacing) over the scores after each removal, as Quantus's
     ``get_auc_score``; lower is better. ``curve=True`` returns the ``(N, K)`` scores instead.
-    Defaults as in Quantus (8x8 patches, ``"black"``; the attribution is used as given, since
-    the ranking does not depend on a per-sample scale).
+    Defaults as in Quantus (8x8 patches, ``"black"``, class probability; the attribution is
+    used as given, since the ranking does not depend on a per-sample scale).
     """
     scores = _patch_curve(model, inputs, attribution, target, patch_size, "morf", baseline,
                           score, batch_size)[:, 1:]
@@ -108,12 +108,13 @@ def selectivity(model: nn.Module, inputs: Tensor, attribution: Tensor,
 def region_perturbation(model: nn.Module, inputs: Tensor, attribution: Tensor,
                         target: TargetLike = None, *, patch_size: int = 8,
                         order: Literal["morf", "lerf"] = "morf", regions: int = 100,
-                        baseline: Baseline = "black", score: Score = "logit",
+                        baseline: Baseline = "black", score: Score = "softmax",
                         batch_size: int = 256, curve: bool = False) -> Tensor:
     """AOPC of region perturbation: the mean score drop over ``regions`` patch removals.
 
     ``AOPC = 1/(L+1) sum_{k=0..L} (f(x) - f(x^(k)))`` with ``L = min(regions, patches)``
-    (Samek et al. 2017). MoRF: higher is better; LeRF: lower is better. ``curve=True`` returns
+    (Samek et al. 2017), on the class probability by default (as Quantus). MoRF: higher is
+    better; LeRF: lower is better. ``curve=True`` returns
     the ``(N, L)`` drops ``f(x) - f(x^(k))``, ``k = 1..L`` (Quantus's per-sample output).
     """
     scores = _patch_curve(model, inputs, attribution, target, patch_size, order, baseline,
@@ -140,7 +141,7 @@ def superpixels(image: Tensor, **slic_options: object) -> Tensor:
 
 
 def irof(model: nn.Module, inputs: Tensor, attribution: Tensor, target: TargetLike = None, *,
-         baseline: Baseline = "mean", segments: Tensor | None = None, score: Score = "logit",
+         baseline: Baseline = "mean", segments: Tensor | None = None, score: Score = "softmax",
          batch_size: int = 256, curve: bool = False) -> Tensor:
     """Iterative removal of features: area over the relative score curve (higher is better).
 
@@ -148,7 +149,8 @@ def irof(model: nn.Module, inputs: Tensor, attribution: Tensor, target: TargetLi
     ``0..K-1``); they are removed cumulatively (set to ``baseline``, default the image's own
     mean) in order of decreasing *mean* relevance. With ``p_k = f(x^(k)) / f(x)`` for
     ``k = 0..K`` (``p_0 = 1``), IROF is ``1 - trapezoid(p, dx=1/K)``: the area over the curve on
-    ``[0, 1]``. ``curve=True`` returns the ``(N, K_max + 1)`` ratios ``p`` (NaN past a sample's
+    ``[0, 1]``; ``f`` is the class probability by default (as Quantus). ``curve=True`` returns
+    the ``(N, K_max + 1)`` ratios ``p`` (NaN past a sample's
     own ``K``).
 
     Notes
