@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from _quantus_shims import explain_for_quantus, patched, per_sample_max, replaying
 from torch import Tensor, nn
 
+from _quantus_shims import explain_for_quantus, patched, per_sample_max, replaying
 from lumos import metrics as M
 from lumos.metrics._prep import baseline_values
 from lumos.metrics.faithfulness import random_subsets
@@ -235,6 +235,13 @@ def _robust(name: str, fn: Callable[..., Tensor], noise: str, s: Setup, m: str,
     return ours, call(metric, s, m, explain_func=s.quantus_explain(m))
 
 
+def stability(name: str, fn: Callable[..., Tensor]) -> Callable[[Setup, str], tuple[Any, Any]]:
+    def run(s: Setup, m: str) -> tuple[Any, Any]:
+        return _robust(name, fn, "pos", s, m, lumos={"exclude_changed": False},
+                       quantus={"return_nan_when_prediction_changes": False})
+    return run
+
+
 def consistency(s: Setup, m: str) -> tuple[Any, Any]:
     from lumos.metrics.agreement import top_n_sign
 
@@ -384,9 +391,7 @@ CASES: list[Case] = [
     Case("continuity", continuity, "Quantus defect: its zero-map check rejects the digits "
          "translated out of view; check off"),
     Case("consistency", consistency, "Quantus defect: top_n_sign takes the first n"),
-    *[Case(name, (lambda nm, fn: lambda s, m: _robust(nm, fn, "pos", s, m, lumos={
-        "exclude_changed": False}, quantus={"return_nan_when_prediction_changes": False}))(
-        cls, fn), "same noise; class changes kept on both sides")
+    *[Case(name, stability(cls, fn), "same noise; class changes kept on both sides")
       for name, cls, fn in [
           ("relative_input_stability", "RelativeInputStability", M.relative_input_stability),
           ("relative_output_stability", "RelativeOutputStability", M.relative_output_stability),

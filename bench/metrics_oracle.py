@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _oracle_cases import CASES, Setup  # noqa: E402
+from _oracle_cases import CASES, Setup
 
 
 def load(n: int) -> Setup:
