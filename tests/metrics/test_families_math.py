@@ -58,7 +58,7 @@ def test_faithfulness_correlation_and_sensitivity_n(setup) -> None:  # type: ign
 def test_faithfulness_estimate_monotonicity(setup) -> None:  # type: ignore[no-untyped-def]
     model, x, a, y = setup
     est = M.faithfulness_estimate(model, x, a, y, features_in_step=3)
-    mono = M.monotonicity(model, x, a, y, features_in_step=5, curve=True)
+    mono = M.monotonicity(model, x, a, y, features_in_step=5, curve=True, score="logit")
     for i in range(N):
         xi, yi, ai = x[i:i + 1], y[i:i + 1], a[i].reshape(-1).numpy()
         order = np.argsort(-ai, kind="stable")
@@ -80,7 +80,7 @@ def test_faithfulness_estimate_monotonicity(setup) -> None:  # type: ignore[no-u
 def test_monotonicity_correlation(setup) -> None:  # type: ignore[no-untyped-def]
     model, x, a, y = setup
     ours = M.monotonicity_correlation(model, x, a, y, n_samples=3, features_in_step=16,
-                                      generator=torch.Generator().manual_seed(1))
+                                      generator=torch.Generator().manual_seed(1), score="logit")
     k = S * S // 16
     draws = baseline_values(x, "uniform", (k, 3), torch.Generator().manual_seed(1))
     for i in range(N):
@@ -101,8 +101,9 @@ def test_monotonicity_correlation(setup) -> None:  # type: ignore[no-untyped-def
 
 def test_region_metrics(setup) -> None:  # type: ignore[no-untyped-def]
     model, x, a, y = setup
-    drops = M.region_perturbation(model, x, a, y, patch_size=3, regions=4, curve=True)
-    sel = M.selectivity(model, x, a, y, patch_size=3, curve=True)
+    drops = M.region_perturbation(model, x, a, y, patch_size=3, regions=4, curve=True,
+                                  score="logit")
+    sel = M.selectivity(model, x, a, y, patch_size=3, curve=True, score="logit")
     # 8 pads to 9 with the one extra row after (Quantus splits floor/ceil): [0,3) [3,6) [6,8)
     edges = [(0, 3), (3, 6), (6, 8)]
     patches = [(r, c) for r in edges for c in edges]
@@ -117,7 +118,7 @@ def test_region_metrics(setup) -> None:  # type: ignore[no-untyped-def]
             curve.append(f(model, cur, yi)[0])
         np.testing.assert_allclose(sel[i].numpy(), curve, atol=1e-12)
         np.testing.assert_allclose(drops[i].numpy(), fx - np.array(curve[:4]), atol=1e-12)
-    aopc = M.region_perturbation(model, x, a, y, patch_size=3, regions=4)
+    aopc = M.region_perturbation(model, x, a, y, patch_size=3, regions=4, score="logit")
     torch.testing.assert_close(aopc, drops.sum(1) / 5)
 
 
@@ -126,7 +127,7 @@ def test_irof_on_given_segments(setup) -> None:  # type: ignore[no-untyped-def]
     segments = torch.zeros(N, S, S, dtype=torch.long)
     segments[:, :, 4:] = 1
     segments[:, 4:, :] += 2  # four quadrants 0..3
-    ours = M.irof(model, x, a, y, segments=segments)
+    ours = M.irof(model, x, a, y, segments=segments, score="logit")
     for i in range(N):
         xi, yi = x[i:i + 1], y[i:i + 1]
         means = [a[i, 0][segments[i] == s].mean().item() for s in range(4)]

@@ -240,8 +240,8 @@ def _batches(data: Any, batch_size: int, masks: Tensor | None) -> list[Batch]:
 
 def evaluate(model: nn.Module, data: Any, methods: Mapping[str, Any],
              metrics: Sequence[Any] | str = DEFAULT_METRICS, *, target: str = "label",
-             masks: Tensor | None = None, batch_size: int = 50,
-             device: str | torch.device | None = None, seed: int = 0,
+             masks: Tensor | None = None, attributions: Mapping[str, Tensor] | None = None,
+             batch_size: int = 50, device: str | torch.device | None = None, seed: int = 0,
              progress: bool = True) -> EvaluationResult:
     """Measure every method with every metric on the same samples and targets.
 
@@ -265,6 +265,10 @@ def evaluate(model: nn.Module, data: Any, methods: Mapping[str, Any],
     masks:
         Where the evidence is, per sample (localisation metrics); samples with an empty mask
         get no localisation value.
+    attributions:
+        ``{name: attribution of every sample}`` computed already (in data order): used instead
+        of running the method, which then only serves the metrics that re-explain (robustness,
+        randomisation); ``runtime`` is NaN for them.
     batch_size:
         Samples per batch when ``data`` is a pair of tensors.
     device:
@@ -281,6 +285,7 @@ def evaluate(model: nn.Module, data: Any, methods: Mapping[str, Any],
     batches = _batches(data, batch_size, masks)
     values: dict[str, dict[str, list[float]]] = {n: {c.name: [] for c in configs} for n in fns}
     n_samples = 0
+    given = dict(attributions or {})
     with Progress(len(batches) * len(fns), "evaluate", enabled=progress) as bar:
         for bx, by, bm in batches:
             if device is not None:
@@ -290,8 +295,12 @@ def evaluate(model: nn.Module, data: Any, methods: Mapping[str, Any],
             n_samples += bx.shape[0]
             for name, fn in fns.items():
                 start = time.perf_counter()
-                attribution = check_attribution(bx, fn(bx, t)).detach()
-                seconds = (time.perf_counter() - start) / bx.shape[0]
+                if name in given:
+                    rows = given[name][n_samples - bx.shape[0]:n_samples].to(bx.device)
+                    attribution, seconds = check_attribution(bx, rows).detach(), float("nan")
+                else:
+                    attribution = check_attribution(bx, fn(bx, t)).detach()
+                    seconds = (time.perf_counter() - start) / bx.shape[0]
                 method = methods[name]
                 context = Context(model, bx, t, attribution, fn, seconds,
                                   method if isinstance(method, ModelMethod) else bound[name],

@@ -139,6 +139,20 @@ def similarity_fn(similarity: Similarity) -> Callable[[Tensor, Tensor], Tensor]:
     return table[similarity]
 
 
+def _needed(model: nn.Module, order: Order, seed: int, reduce: str) -> list[nn.Module]:
+    """The randomised models ``reduce`` looks at: all, or only the last one (each layer is
+    reset under the same seed, so the last model does not depend on the ones before)."""
+    check_choice("reduce", reduce, ("last", "mean", "none"))
+    models = randomised_models(model, order, seed)
+    if reduce != "last":
+        return [m for _, m in models]
+    last = None
+    for _, m in models:
+        last = m
+    assert last is not None
+    return [last]
+
+
 def _reduce(rows: Tensor, reduce: str) -> Tensor:
     check_choice("reduce", reduce, ("last", "mean", "none"))
     if reduce == "none":
@@ -170,7 +184,7 @@ def mprt(model: nn.Module, inputs: Tensor, attribution: Tensor | None = None,
     a = relevance(x, original, absolute=absolute, normalise=normalise)
     compare = similarity_fn(similarity)
     rows = [compare(a, relevance(x, run(m, x, target), absolute=absolute, normalise=normalise))
-            for _, m in randomised_models(model, layer_order, seed)]
+            for m in _needed(model, layer_order, seed, reduce)]
     return _reduce(torch.stack(rows).to(x.device), reduce)
 
 
@@ -219,7 +233,7 @@ def smooth_mprt(model: nn.Module, inputs: Tensor, attribution: Tensor | None = N
 
     a = prepared(model)
     compare = similarity_fn(similarity)
-    rows = [compare(a, prepared(m)) for _, m in randomised_models(model, layer_order, seed)]
+    rows = [compare(a, prepared(m)) for m in _needed(model, layer_order, seed, reduce)]
     return _reduce(torch.stack(rows).to(x.device), reduce)
 
 

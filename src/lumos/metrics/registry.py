@@ -114,8 +114,10 @@ class Metric:
     def __call__(self, c: Context) -> Tensor:
         need = self.spec.needs
         kwargs: dict[str, Any] = dict(self.options)
-        if "explain" in need:
-            kwargs["explain"] = c.method if c.method is not None else c.explain
+        params = inspect.signature(self.spec.function).parameters
+        if "explain" in need:  # metrics that change the model rebuild the method for it
+            rebuilds = "model_explain" in params and c.method is not None
+            kwargs["explain"] = c.method if rebuilds else c.explain
         if "mask" in need:
             if c.mask is None:
                 raise ValueError(f"{self.name} needs masks of where the evidence is: pass "
@@ -125,7 +127,7 @@ class Metric:
         args = {"model": c.model, "inputs": c.x, "attribution": c.attribution,
                 "target": c.target}
         kwargs.update({k: v for k, v in args.items() if k in need})
-        if "generator" in inspect.signature(self.spec.function).parameters:
+        if "generator" in params:
             kwargs.setdefault("generator", torch.Generator().manual_seed(int(c.extra.get(
                 "seed", 0))))
         return self.spec.function(**kwargs).double().reshape(c.x.shape[0], -1)[:, 0]

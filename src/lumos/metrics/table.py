@@ -50,6 +50,17 @@ class EvaluationResult:
     info: dict[str, Any] = field(default_factory=dict)
     families: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvaluationResult:
+        """The result from :meth:`to_dict` with ``samples=True`` (``null`` read as NaN)."""
+        if "values" not in data:
+            raise ValueError("the data holds no per-sample values; write it with samples=True")
+        values = {m: {k: [math.nan if v is None else float(v) for v in vs]
+                      for k, vs in row.items()} for m, row in data["values"].items()}
+        return cls(list(data["methods"]), list(data["metrics"]), values,
+                   dict(data.get("better", {})), dict(data.get("info", {})),
+                   dict(data.get("families", {})))
+
     def mean(self, method: str, metric: str) -> float:
         """Mean of one cell."""
         return mean_stderr(self.values[method][metric])[0]
