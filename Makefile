@@ -1,4 +1,5 @@
-# The two commands: `make demo` (lumos's main job on its embedded default) and `make test`.
+# The two commands: `make demo` (lumos's main job on its embedded default) and `make test`;
+# `make docs` builds the documentation site into site/ (offline, --strict).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # The stamp re-installs only when pyproject.toml changes.
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck bench oracle clean
+.PHONY: demo test docs lint typecheck bench oracle clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/lumos demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900
 
@@ -39,8 +40,11 @@ $(QVENV)/.installed: pyproject.toml
 oracle: $(QVENV)/.installed
 	$(QVENV)/bin/python bench/metrics_oracle.py
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: $(STAMP)
 	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -84,9 +84,10 @@ def main() -> None:
     try:
         import quantus
     except ImportError:
-        sys.exit("Quantus is not installed here: make .venv-quantus/.installed, then run "
-                 ".venv-quantus/bin/python bench/metrics_oracle.py (GPL: never a lumos "
-                 "dependency)")
+        print("Quantus is not installed here: make .venv-quantus/.installed, then run "
+              ".venv-quantus/bin/python bench/metrics_oracle.py (GPL: never a lumos "
+              "dependency)")
+        return
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=UserWarning)  # Quantus's parameter advice
     setup = load(args.n)

@@ -13,3 +13,23 @@
   backward pass (also exported as ``lumos.LRP``), one step per module call
   (:mod:`~lumos.lrp.steps`, :mod:`~lumos.lrp.propagate`).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lumos.lrp import composites, products, rules
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lumos.lrp.engine import LRP
+
+#: The public names of lumos.lrp (the API reference lists exactly these).
+__all__ = ["LRP", "composites", "products", "rules"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LRP":  # the engine imports torch.fx; only when asked for
+        from lumos.lrp.engine import LRP
+
+        return LRP
+    raise AttributeError(f"module 'lumos.lrp' has no attribute {name!r}")
