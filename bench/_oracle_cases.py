@@ -264,9 +264,11 @@ def continuity(s: Setup, m: str) -> tuple[Any, Any]:
 # ---------------------------------------------------------------- localisation
 def localisation(name: str, fn: Callable[..., Tensor], **kw: Any) -> Callable[..., Any]:
     def run(s: Setup, m: str) -> tuple[Any, Any]:
-        ours = fn(s.attributions[m], s.mask, **kw.get("lumos", {}))
-        theirs = call(q(name, **kw.get("quantus", {})), s, m,
-                      s_batch=s.mask[:, None].numpy().astype(np.float32))
+        a = s.attributions[m].double()  # no model here: compare in float64 on both sides
+        ours = fn(a, s.mask, **kw.get("lumos", {}))
+        theirs = q(name, **kw.get("quantus", {}))(
+            model=s.model, x_batch=s.xn, y_batch=s.yn, a_batch=a.numpy(), device="cpu",
+            batch_size=len(s.x), s_batch=s.mask[:, None].numpy().astype(np.float32))
         return ours, theirs
     return run
 
@@ -283,7 +285,10 @@ def focus(s: Setup, m: str) -> tuple[Any, Any]:
 def simple(name: str, fn: Callable[..., Tensor], q_kw: dict[str, Any] | None = None,
            **lumos_kw: Any) -> Callable[..., Any]:
     def run(s: Setup, m: str) -> tuple[Any, Any]:
-        return fn(s.attributions[m], **lumos_kw), call(q(name, **(q_kw or {})), s, m)
+        a = s.attributions[m].double()  # no model here: compare in float64 on both sides
+        theirs = q(name, **(q_kw or {}))(model=s.model, x_batch=s.xn, y_batch=s.yn,
+                                         a_batch=a.numpy(), device="cpu", batch_size=len(s.x))
+        return fn(a, **lumos_kw), theirs
     return run
 
 
