@@ -36,8 +36,8 @@ from lumos import metrics as M
 #: name -> (lumos function, lumos options, Quantus class, Quantus options, needs)
 #: needs: "mask" (localisation), "explain" (re-explains), "flags" (focus quadrants).
 SETTINGS: dict[str, tuple[Callable[..., Any], dict[str, Any], str, dict[str, Any], str]] = {
-    "faithfulness_correlation": (M.faithfulness_correlation, {"n_runs": 50}, "FaithfulnessCorrelation",
-                                 {"nr_runs": 50}, ""),
+    "faithfulness_correlation": (M.faithfulness_correlation, {"n_runs": 50},
+                                 "FaithfulnessCorrelation", {"nr_runs": 50}, ""),
     "faithfulness_estimate": (M.faithfulness_estimate, {}, "FaithfulnessEstimate", {}, ""),
     "monotonicity": (M.monotonicity, {}, "Monotonicity", {}, ""),
     "monotonicity_correlation": (M.monotonicity_correlation,
@@ -140,6 +140,7 @@ def run_lumos(s: Setup, name: str) -> Any:
 
 def run_quantus(s: Setup, name: str) -> Any:
     import quantus
+
     from _quantus_shims import explain_for_quantus, per_sample_max
 
     _, _, cls, options, needs = SETTINGS[name]

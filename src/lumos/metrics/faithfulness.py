@@ -45,8 +45,10 @@ def random_subsets(n: int, n_features: int, n_runs: int, size: int,
     drawn uniformly without replacement (CPU generator, so the same on every device)."""
     gen = generator_or_default(generator)
     out = torch.empty(n, n_runs, size, dtype=torch.long)
-    for i in range(n):
-        out[i] = torch.rand(n_runs, n_features, generator=gen).argsort(1)[:, :size]
+    step = max(1, (1 << 24) // (n_runs * n_features))  # samples per draw: ~64 MB of keys
+    for lo in range(0, n, step):
+        keys = torch.rand(min(step, n - lo), n_runs, n_features, generator=gen)
+        out[lo:lo + step] = keys.argsort(2)[:, :, :size]
     return out
 
 

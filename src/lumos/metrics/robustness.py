@@ -108,7 +108,7 @@ Noise = Callable[[], Tensor]
 
 
 def perturbed_explanations(model: nn.Module, x: Tensor, target: TargetLike, explain: Any,
-                           perturb: Noise, n_samples: int, explain_batch: int = 1024
+                           perturb: Noise, n_samples: int, explain_batch: int = 256
                            ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """Yield ``(x_k, a_k, changed_k)`` for ``k < n_samples``: ``x_k = perturb()``, its
     explanation, and whether the predicted class changed.
@@ -201,7 +201,7 @@ def max_sensitivity(model: nn.Module, inputs: Tensor, attribution: Tensor | None
                     lower_bound: float = 0.2, upper_bound: float | None = None,
                     absolute: bool = False, normalise: bool = False,
                     exclude_changed: bool = False, generator: torch.Generator | None = None,
-                    explain_batch: int = 1024) -> Tensor:
+                    explain_batch: int = 256) -> Tensor:
     """Largest relative change of the explanation under uniform input noise.
 
     ``max_k |a(x + u_k) - a(x)|_2 / |a(x)|_2`` with ``u_k ~ U(-lower_bound, lower_bound)`` per
@@ -221,7 +221,7 @@ def avg_sensitivity(model: nn.Module, inputs: Tensor, attribution: Tensor | None
                     lower_bound: float = 0.2, upper_bound: float | None = None,
                     absolute: bool = False, normalise: bool = False,
                     exclude_changed: bool = False, generator: torch.Generator | None = None,
-                    explain_batch: int = 1024) -> Tensor:
+                    explain_batch: int = 256) -> Tensor:
     """Mean relative change of the explanation under uniform input noise (as
     :func:`max_sensitivity`, averaged over the draws). Lower is better."""
     return _sensitivity(model, inputs, attribution, target, explain, n_samples, lower_bound,
@@ -235,7 +235,7 @@ def local_lipschitz_estimate(model: nn.Module, inputs: Tensor, attribution: Tens
                              absolute: bool = False, normalise: bool = True,
                              exclude_changed: bool = False,
                              generator: torch.Generator | None = None,
-                             explain_batch: int = 1024) -> Tensor:
+                             explain_batch: int = 256) -> Tensor:
     """Largest ``|a(x + u) - a(x)|_2 / (|u|_2 + 1e-10)`` over ``n_samples`` Gaussian draws
     ``u ~ N(mean, std^2)`` (Alvarez-Melis & Jaakkola 2018). Defaults as in Quantus (200
     draws, std 0.1, maps normalised per sample). Lower is better."""
@@ -272,7 +272,7 @@ def translate(x: Tensor, shift: int, fill: Tensor) -> Tensor:
 def continuity(model: nn.Module, inputs: Tensor, attribution: Tensor | None = None,
                target: TargetLike = None, *, explain: Any = None, n_steps: int = 28,
                absolute: bool = True, normalise: bool = True, exclude_changed: bool = False,
-               explain_batch: int = 1024) -> Tensor:
+               explain_batch: int = 256) -> Tensor:
     """Largest ``|a(x') - a(x)|_1 / (|x' - x|_2 + 1e-9)`` over horizontal translations ``x'``.
 
     The translations run from almost the whole width left to the whole width right in

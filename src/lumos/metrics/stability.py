@@ -102,7 +102,7 @@ def relative_input_stability(model: nn.Module, inputs: Tensor,
                              lower_bound: float = 0.02, upper_bound: float = 0.2,
                              eps: float = 1e-6, exclude_changed: bool = True,
                              generator: torch.Generator | None = None,
-                             explain_batch: int = 1024) -> Tensor:
+                             explain_batch: int = 256) -> Tensor:
     """``max |(a - a')/a|_2 / |(x - x')/x|_2`` over noisy copies ``x'`` (lower is better)."""
     def denominator(x: Tensor, moved: Tensor) -> Tensor:
         flat, other = x.reshape(x.shape[0], -1).double(), moved.reshape(x.shape[0], -1).double()
@@ -118,7 +118,7 @@ def relative_output_stability(model: nn.Module, inputs: Tensor,
                               lower_bound: float = 0.02, upper_bound: float = 0.2,
                               eps: float = 1e-6, exclude_changed: bool = True,
                               generator: torch.Generator | None = None,
-                              explain_batch: int = 1024) -> Tensor:
+                              explain_batch: int = 256) -> Tensor:
     """``max |(a - a')/a|_2 / |h(x) - h(x')|_2`` with ``h`` the model's output (lower is
     better)."""
     x = check_input(inputs)
@@ -142,7 +142,7 @@ def relative_representation_stability(model: nn.Module, inputs: Tensor,
                                       upper_bound: float = 0.2, eps: float = 1e-6,
                                       exclude_changed: bool = True,
                                       generator: torch.Generator | None = None,
-                                      explain_batch: int = 1024) -> Tensor:
+                                      explain_batch: int = 256) -> Tensor:
     """``max |(a - a')/a|_2 / |(L(x) - L(x'))/L(x)|_2`` with ``L`` the outputs of ``layers``
     (default: every leaf module, as Quantus's default of all layers) (lower is better)."""
     x = check_input(inputs)
