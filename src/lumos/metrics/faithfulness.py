@@ -245,7 +245,7 @@ def monotonicity_correlation(model: nn.Module, inputs: Tensor, attribution: Tens
                              features_in_step: int = 1, baseline: Baseline = "uniform",
                              eps: float = 1e-5, absolute: bool = True, normalise: bool = True,
                              score: Score = "softmax", generator: torch.Generator | None = None,
-                             batch_size: int = 1024) -> Tensor:
+                             batch_size: int = 256) -> Tensor:
     """Spearman correlation between a group's relevance and the score variance it explains.
 
     For each group of ``features_in_step`` features (in order of increasing relevance), the
