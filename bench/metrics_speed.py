@@ -152,9 +152,12 @@ def run_quantus(s: Setup, name: str) -> Any:
         kwargs["custom_batch"] = s.flags.numpy().tolist()
     if needs == "explain":
         kwargs["explain_func"] = explain_for_quantus(s.explain_model)
-    from _quantus_shims import replaying
+    from _quantus_shims import patched, replaying
 
-    with replaying("quantus.helpers.utils", extra={"trapz": np.trapezoid}):  # gone in numpy 2.4
+    # Quantus defects worked around: np.trapz is gone in numpy 2.4 (IROF); its zero-map check
+    # rejects digits translated out of view (continuity)
+    with replaying("quantus.helpers.utils", extra={"trapz": np.trapezoid}), \
+            patched("quantus.helpers.asserts", "assert_attributions", lambda **_: None):
         return metric(model=s.model, x_batch=s.x.numpy(), y_batch=s.y.numpy(),
                       a_batch=None if name == "smooth_mprt" else s.a.numpy(), device="cpu",
                       batch_size=len(s.x), **kwargs)
