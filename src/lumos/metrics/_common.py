@@ -109,17 +109,42 @@ class Scorer:
 
 def forward_scores(model: nn.Module, build: Callable[[slice], Tensor], rows: Tensor,
                    scorer: Scorer, batch_size: int) -> Tensor:
-    """Model scores of many inputs, in chunks of ``batch_size``, without autograd.
+    """Model scores of many inputs, in chunks of ``batch_size``, without autograd (through
+    :func:`lumos.metrics._fast.scoring_model`).
 
     ``build(chunk)`` returns the inputs ``chunk`` (a slice of ``0..len(rows)``; a view where
     possible) and input ``i`` belongs to sample ``rows[i]``. Building per chunk keeps memory
     at one chunk.
     """
+    from lumos.metrics._fast import scoring_model
+
     out = []
+    fast: nn.Module | None = None
     with torch.inference_mode():
         for lo in range(0, rows.shape[0], batch_size):
             chunk = slice(lo, lo + batch_size)
-            out.append(scorer(model(build(chunk)), rows[chunk]))
+            inputs = build(chunk)
+            fast = fast or scoring_model(model, inputs)
+            out.append(scorer(fast(inputs), rows[chunk]))
     if not out:
         return torch.zeros(0, device=rows.device)
     return torch.cat(out)
+
+
+def model_outputs(model: nn.Module, x: Tensor, batch_size: int = 256, *,
+                  fast: bool = True) -> Tensor:
+    """``model(x)`` in chunks of ``batch_size``, without autograd; with ``fast`` through
+    :func:`lumos.metrics._fast.scoring_model` (outputs equal up to float rounding)."""
+    from lumos.metrics._fast import scoring_model
+
+    check_positive_int("batch_size", batch_size)
+    run = scoring_model(model, x) if fast and x.shape[0] else model
+    with torch.inference_mode():
+        if not x.shape[0]:
+            return run(x)
+        return torch.cat([run(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def predictions(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
+    """The predicted class of every input ``(N,)`` (argmax of the output)."""
+    return model_outputs(model, x, batch_size).argmax(1)

@@ -61,11 +61,15 @@ def relevance(x: Tensor, attribution: object, *, absolute: bool = False,
 
     The attribution must be finite and shaped like ``x`` (or channel-summed ``(N, 1, ...)``).
     """
-    a = check_attribution(x, attribution).detach()
-    a = pixels(a).sum(1).double()
+    return _prepared(check_attribution(x, attribution), absolute, normalise)
+
+
+def _prepared(a: Tensor, absolute: bool, normalise: bool) -> Tensor:
+    a = pixels(a.detach())
+    a = (a[:, 0] if a.shape[1] == 1 else a.sum(1)).double()
     if normalise:
         peak = a.abs().amax(1, keepdim=True)
-        a = torch.where(peak > 0, a / peak.clamp_min(torch.finfo(a.dtype).tiny), a)
+        a = a / torch.where(peak > 0, peak, 1.0)
     return a.abs() if absolute else a
 
 
@@ -74,7 +78,7 @@ def maps(attribution: Tensor, *, absolute: bool = False, normalise: bool = False
     a = check_input(attribution, "attribution")
     if a.dim() < 2:
         raise ValueError(f"attribution must be batched (N, ...), got shape {tuple(a.shape)}")
-    return relevance(a, a, absolute=absolute, normalise=normalise)
+    return _prepared(a, absolute, normalise)
 
 
 def generator_or_default(generator: torch.Generator | None) -> torch.Generator:

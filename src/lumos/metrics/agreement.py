@@ -22,16 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from lumos.attribution.checks import check_input
-from lumos.metrics._common import check_choice, check_positive_int
+from lumos.metrics._common import check_choice, check_positive_int, predictions
 from lumos.metrics._prep import check_positive, relevance
+from lumos.metrics._sort import argsort_rows
 
 Distance = Literal["seuclidean", "euclidean", "cityblock", "cosine"]
-
-
-def _predictions(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
-    with torch.inference_mode():
-        return torch.cat([model(x[i:i + batch_size]).argmax(1)
-                          for i in range(0, x.shape[0], batch_size)])
 
 
 def pairwise_distance(a: Tensor, distance: Distance = "seuclidean") -> Tensor:
@@ -83,13 +78,13 @@ def sufficiency(model: nn.Module, inputs: Tensor, attribution: Tensor, *,
     d = pairwise_distance(a, distance)
     peak = d.max()
     d = d / peak if peak > 0 else d
-    pred = _predictions(model, x, batch_size).cpu()
+    pred = predictions(model, x, batch_size).cpu()
     return _share(pred[None, :] == pred[:, None], d <= threshold).to(x.device)
 
 
 def top_n_sign(a: Tensor, n: int = 5) -> list[object]:
     """Discretise maps ``(N, P)``: the ``n`` most relevant features (sorted) and their signs."""
-    top = torch.sort(a, dim=1, descending=True, stable=True).indices[:, :n]
+    top = argsort_rows(a, descending=True)[:, :n]
     signs = a.gather(1, top).sign().long()
     order = top.argsort(1)
     top, signs = top.gather(1, order), signs.gather(1, order)
@@ -117,5 +112,5 @@ def consistency(model: nn.Module, inputs: Tensor, attribution: Tensor, *, n: int
         raise ValueError(f"discretise returned {len(labels)} labels for {x.shape[0]} samples")
     ids: dict[object, int] = {}
     code = torch.tensor([ids.setdefault(label, len(ids)) for label in labels])
-    pred = _predictions(model, x, batch_size).cpu()
+    pred = predictions(model, x, batch_size).cpu()
     return _share(pred[None, :] == pred[:, None], code[None, :] == code[:, None]).to(x.device)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from lumos.attribution.checks import check_input
 from lumos.attribution.targets import Target, TargetLike
 from lumos.explanation import Explanation
-from lumos.metrics._common import Score, check_attribution, check_positive_int
+from lumos.metrics._common import Score, check_attribution, check_positive_int, model_outputs
 from lumos.metrics._prep import (
     Baseline,
     baseline_values,
@@ -107,10 +107,12 @@ def completeness(model: nn.Module, inputs: Tensor, attribution: Tensor,
     """
     x = check_input(inputs)
     a = relevance(x, attribution)
-    base = baseline_values(x, baseline, tuple(x.shape[1:]))
+    # x' is constant per sample: samples that share its value share one forward pass
+    values, which = baseline_values(x, baseline).unique(return_inverse=True)
+    base = values.reshape(-1, *([1] * (x.dim() - 1))).expand(-1, *x.shape[1:])
     resolved = Target(target, x.shape[0])
-    with torch.inference_mode():
-        change = (resolved.score(model(x)) - resolved.score(model(base))).double()
+    change = (resolved.score(model_outputs(model, x))
+              - resolved.score(model_outputs(model, base)[which])).double()
     gap = (a.sum(1).to(change.device) - change).abs()
     return (gap <= atol + rtol * change.abs()).to(x.dtype)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lumos.metrics._common import check_attribution
 from lumos.metrics._prep import check_positive, maps
+from lumos.metrics._sort import sort_rows
 
 
 def sparseness(attribution: Tensor, *, normalise: bool = False, eps: float = 0.0) -> Tensor:
@@ -28,7 +28,7 @@ def sparseness(attribution: Tensor, *, normalise: bool = False, eps: float = 0.0
     a = maps(attribution, absolute=True, normalise=normalise)
     if eps:
         a = a + check_positive("eps", eps)
-    a = a.sort(1).values
+    a = sort_rows(a)
     n = a.shape[1]
     i = torch.arange(1, n + 1, device=a.device, dtype=a.dtype)
     total = a.sum(1)
@@ -60,5 +60,4 @@ def effective_complexity(attribution: Tensor, *, eps: float = 1e-5,
 
 
 def _dtype(attribution: Tensor) -> torch.dtype:
-    check_attribution(attribution, attribution)
-    return attribution.dtype
+    return attribution.dtype  # checked by maps() before

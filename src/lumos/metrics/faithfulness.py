@@ -36,19 +36,21 @@ from lumos.metrics._prep import (
     spearman_rows,
     warn_training,
 )
+from lumos.metrics._sort import argsort_rows
 from lumos.metrics.perturbation import perturbation_curve
 
 
 def random_subsets(n: int, n_features: int, n_runs: int, size: int,
                    generator: torch.Generator | None = None) -> Tensor:
     """``(n, n_runs, size)`` feature indices: for each sample and run, ``size`` distinct features
-    drawn uniformly without replacement (CPU generator, so the same on every device)."""
+    drawn uniformly without replacement (the ``size`` smallest of uniform keys, in no particular
+    order; CPU generator, so the same on every device)."""
     gen = generator_or_default(generator)
     out = torch.empty(n, n_runs, size, dtype=torch.long)
     step = max(1, (1 << 24) // (n_runs * n_features))  # samples per draw: ~64 MB of keys
     for lo in range(0, n, step):
         keys = torch.rand(min(step, n - lo), n_runs, n_features, generator=gen)
-        out[lo:lo + step] = keys.argsort(2)[:, :, :size]
+        out[lo:lo + step] = keys.topk(size, dim=2, largest=False, sorted=False).indices
     return out
 
 
@@ -194,7 +196,7 @@ def faithfulness_estimate(model: nn.Module, inputs: Tensor, attribution: Tensor,
     x = check_input(inputs)
     a = relevance(x, attribution, absolute=absolute, normalise=normalise)
     warn_training(model)
-    order = torch.sort(a, dim=1, descending=True, stable=True).indices.to(x.device)
+    order = argsort_rows(a, descending=True).to(x.device)
     groups, k = step_groups(order, features_in_step)
     scorer = make_scorer(target, x.shape[0], score)
     clean = scores_of(model, x, scorer, batch_size)
@@ -226,7 +228,7 @@ def monotonicity(model: nn.Module, inputs: Tensor, attribution: Tensor,
     x = check_input(inputs)
     a = relevance(x, attribution, absolute=absolute, normalise=normalise)
     warn_training(model)
-    order = torch.sort(a, dim=1, stable=True).indices.to(x.device)
+    order = argsort_rows(a).to(x.device)
     s = check_positive_int("features_in_step", features_in_step)
     k = step_groups(order, s)[1]
     step = torch.empty_like(order).scatter_(
@@ -260,7 +262,7 @@ def monotonicity_correlation(model: nn.Module, inputs: Tensor, attribution: Tens
     check_positive_int("n_samples", n_samples)
     warn_training(model)
     n = x.shape[0]
-    order = torch.sort(a, dim=1, stable=True).indices.to(x.device)
+    order = argsort_rows(a).to(x.device)
     groups, k = step_groups(order, features_in_step)
     scorer = make_scorer(target, n, score)
     clean = scores_of(model, x, scorer, batch_size).double()

@@ -29,6 +29,7 @@ from torch import Tensor
 from lumos.attribution.checks import check_input
 from lumos.metrics._common import check_choice, check_positive_int
 from lumos.metrics._prep import maps
+from lumos.metrics._sort import argsort_rows
 
 Empty = Literal["raise", "nan"]
 
@@ -115,7 +116,7 @@ def top_k_intersection(attribution: Tensor, mask: Tensor, *, k: int = 1000,
     check_positive_int("k", k)
     if k >= a.shape[1]:
         raise ValueError(f"k={k} must be smaller than the number of features ({a.shape[1]})")
-    top = torch.sort(a, dim=1, descending=True, stable=True).indices[:, :k]
+    top = argsort_rows(a, descending=True)[:, :k].to(a.device)
     share = m.gather(1, top).double().mean(1)
     if concept_influence:
         share = share * m.shape[1] / m.sum(1).clamp_min(1)
@@ -126,7 +127,7 @@ def relevance_rank_accuracy(attribution: Tensor, mask: Tensor, *, absolute: bool
                             empty: Empty = "raise") -> Tensor:
     """Share of the ``K = |mask|`` most relevant features that lie inside the mask."""
     a, m = _prepared(attribution, mask, absolute, False, empty)
-    order = torch.sort(a, dim=1, descending=True, stable=True).indices
+    order = argsort_rows(a, descending=True).to(a.device)
     size = m.sum(1)
     first = torch.arange(a.shape[1], device=a.device)[None, :] < size[:, None]
     inside = (m.gather(1, order) & first).sum(1).double()

@@ -44,7 +44,9 @@ from lumos.metrics._common import (
     check_choice,
     check_positive_int,
     forward_scores,
+    model_outputs,
 )
+from lumos.metrics._sort import argsort_rows
 from lumos.metrics.fills import Fill, fill_image
 
 Order = Literal["morf", "lerf"]
@@ -95,7 +97,7 @@ def removal_steps(x: Tensor, attribution: Tensor, steps: int | None, patch: int 
                          f"patches of {patch}x{patch} in {spatial}); use steps <= {n_patches}")
     pixel_rel = _pixels(attribution).sum(1)
     relevance = pixel_rel.new_zeros(x.shape[0], n_patches).index_add_(1, pixel_patch, pixel_rel)
-    ranked = torch.sort(relevance, dim=1, descending=order == "morf", stable=True).indices
+    ranked = argsort_rows(relevance, descending=order == "morf").to(x.device)
     rank = torch.empty_like(ranked).scatter_(
         1, ranked, torch.arange(n_patches, device=x.device).expand_as(ranked))
     step_of_patch = (rank * steps) // n_patches
@@ -165,9 +167,8 @@ def _score_inputs(model: nn.Module, inputs: Tensor | float, rows: Tensor, like: 
         n = like.shape[0]
         if not rows.numel():
             return torch.zeros(n, device=like.device)
-        with torch.inference_mode():
-            output = model(torch.full_like(like[:1], inputs))
-            return scorer(output.expand(n, *output.shape[1:]), torch.arange(n, device=like.device))
+        output = model_outputs(model, torch.full_like(like[:1], inputs))
+        return scorer(output.expand(n, *output.shape[1:]), torch.arange(n, device=like.device))
     values = forward_scores(model, lambda chunk: inputs[rows[chunk]], rows, scorer, batch_size)
     out = torch.zeros(inputs.shape[0], dtype=values.dtype, device=inputs.device)
     out[rows] = values

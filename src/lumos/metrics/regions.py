@@ -31,6 +31,7 @@ from lumos.metrics._prep import (
     spatial_shape,
     warn_training,
 )
+from lumos.metrics._sort import argsort_rows
 from lumos.metrics.perturbation import perturbation_curve
 
 
@@ -57,7 +58,7 @@ def _ranked_steps(segment: Tensor, n_segments: int, a: Tensor, descending: bool,
     if mean:
         sizes = a.new_zeros(n, n_segments).scatter_add_(1, segment, torch.ones_like(a))
         sums = sums / sizes.clamp_min(1)
-    order = torch.sort(sums, dim=1, descending=descending, stable=True).indices
+    order = argsort_rows(sums, descending).to(a.device)
     rank = torch.empty_like(order).scatter_(
         1, order, torch.arange(n_segments, device=a.device).expand_as(order))
     return rank.gather(1, segment)

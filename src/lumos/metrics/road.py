@@ -17,27 +17,27 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lumos.attribution.checks import check_input
 from lumos.attribution.targets import TargetLike
-from lumos.metrics._common import check_choice
+from lumos.metrics._common import check_choice, predictions
 from lumos.metrics._prep import (
     check_targets,
     generator_or_default,
     relevance,
     warn_training,
 )
+from lumos.metrics._sort import argsort_rows
 
-_KERNEL = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 6, 1 / 12))
 PERCENTAGES = tuple(range(1, 100, 2))
 
 
-def _neighbours(v: Tensor) -> Tensor:
-    """Weighted sum of the 8 neighbours of every pixel of ``(B, 1, H, W)`` (zero outside)."""
-    kernel = torch.tensor(_KERNEL, dtype=v.dtype, device=v.device)[None, None]
-    return F.conv2d(v, kernel, padding=1)
+def _smoothed(padded: Tensor) -> Tensor:
+    """``sum_n k_n v_n`` with the separable kernel ``[1, 2, 1]^T [1, 2, 1]`` (centre 4) over
+    ``(B, H, W)`` images given zero-padded by one pixel ``(B, H + 2, W + 2)``."""
+    rows = torch.add(padded[:, :-2] + padded[:, 2:], padded[:, 1:-1], alpha=2)
+    return torch.add(rows[..., :-2] + rows[..., 2:], rows[..., 1:-1], alpha=2)
 
 
 def linear_imputation(x: Tensor, removed: Tensor, tol: float = 1e-12,
@@ -46,36 +46,48 @@ def linear_imputation(x: Tensor, removed: Tensor, tol: float = 1e-12,
 
     ``x``: ``(N, C, H, W)``; ``removed``: ``(N, H, W)`` bool. Every removed pixel satisfies
     ``v_i * sum_n w_n = sum_n w_n v_n`` over its in-image neighbours ``n`` (known ones at their
-    value). Returns a float64 copy of ``x``.
+    value; ``w`` is 1/6 for the direct neighbours, 1/12 for the diagonals). Returns a float64
+    copy of ``x``.
     """
     n, c, h, w = x.shape
-    xs = x.double().reshape(n * c, 1, h, w)
-    hole = removed[:, None].expand(n, c, h, w).reshape(n * c, 1, h, w).to(x.device)
+    xs = x.double().reshape(n * c, h, w)
+    hole = removed[:, None].expand(n, c, h, w).reshape(n * c, h, w).to(x.device)
     if not bool(hole.any()):
         return xs.reshape(n, c, h, w)
-    weight = _neighbours(torch.ones(1, 1, h, w, dtype=torch.float64, device=x.device))
-    known = torch.where(hole, 0.0, xs)
-    rhs = torch.where(hole, _neighbours(known), 0.0)
+    # The neighbour sum is (smoothed(v) - 4 v) / 12; the buffer's border stays zero and its
+    # inside holds the vector the operator is applied to.
+    buffer = torch.zeros(n * c, h + 2, w + 2, dtype=torch.float64, device=x.device)
+    inside = buffer[:, 1:-1, 1:-1]
+    inside[:1] = 1.0
+    weight = (_smoothed(buffer[:1]) - 4) / 12
+    inside.copy_(torch.where(hole, 0.0, xs))
+    mask = hole.double()
+    rhs = (_smoothed(buffer) - 4 * inside) * (mask / 12)
+    diagonal = mask * (weight + 1 / 3)  # weight v - (smoothed - 4 v) / 12 inside holes
+    twelfth = mask / 12
+    inverse = 1.0 / weight
 
     def apply(v: Tensor) -> Tensor:
-        return torch.where(hole, weight * v - _neighbours(v), 0.0)
+        inside.copy_(v)
+        return torch.addcmul(diagonal * v, twelfth, _smoothed(buffer), value=-1)
 
-    v = rhs / weight
+    # preconditioned conjugate gradient (Jacobi), every image at once
+    v = rhs * inverse
     r = rhs - apply(v)
-    z = r / weight
+    z = r * inverse
     p = z.clone()
-    rz = (r * z).sum((1, 2, 3), keepdim=True)
-    scale = rhs.abs().amax((1, 2, 3), keepdim=True).clamp_min(1e-300)
+    rz = (r * z).sum((1, 2), keepdim=True)
+    limit = tol * rhs.abs().amax((1, 2)).clamp_min(1e-300)
     for _ in range(max_iter or 20 * h * w):
-        if bool((r.abs().amax((1, 2, 3), keepdim=True) <= tol * scale).all()):
+        if bool((r.abs().amax((1, 2)) <= limit).all()):
             break
         ap = apply(p)
-        alpha = rz / (p * ap).sum((1, 2, 3), keepdim=True).clamp_min(1e-300)
-        v = v + alpha * p
-        r = r - alpha * ap
-        z = r / weight
-        rz_new = (r * z).sum((1, 2, 3), keepdim=True)
-        p = z + (rz_new / rz.clamp_min(1e-300)) * p
+        alpha = rz / (p * ap).sum((1, 2), keepdim=True).clamp_min(1e-300)
+        v.addcmul_(alpha, p)
+        r.addcmul_(alpha, ap, value=-1)
+        z = r * inverse
+        rz_new = (r * z).sum((1, 2), keepdim=True)
+        p = z.addcmul_(p, rz_new / rz.clamp_min(1e-300))
         rz = rz_new
     return torch.where(hole, v, xs).reshape(n, c, h, w)
 
@@ -110,7 +122,7 @@ def road(model: nn.Module, inputs: Tensor, attribution: Tensor, target: TargetLi
     warn_training(model)
     gen = generator_or_default(generator)
     n, p_count = a.shape
-    ranked = torch.sort(a, dim=1, descending=order == "morf", stable=True).indices
+    ranked = argsort_rows(a, descending=order == "morf").to(x.device)
     rank = torch.empty_like(ranked).scatter_(
         1, ranked, torch.arange(p_count, device=x.device).expand_as(ranked))
     hits = []
@@ -120,13 +132,7 @@ def road(model: nn.Module, inputs: Tensor, attribution: Tensor, target: TargetLi
         filled = linear_imputation(x, removed)
         jitter = road_noise(tuple(x.shape), gen).to(x.device) * noise
         filled = torch.where(removed[:, None], filled + jitter, filled).to(x.dtype)
-        predicted = _predict(model, filled, batch_size)
+        predicted = predictions(model, filled, batch_size)
         hits.append((predicted == labels).double())
     out = torch.stack(hits, 1)
     return out if curve else out.mean(1)
-
-
-def _predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
-    with torch.inference_mode():
-        return torch.cat([model(x[i:i + batch_size]).argmax(1)
-                          for i in range(0, x.shape[0], batch_size)])

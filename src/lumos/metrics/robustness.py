@@ -17,7 +17,7 @@ call), which is where the time goes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,7 @@ from lumos.metrics._common import (
     check_attribution,
     check_positive_int,
     forward_scores,
+    model_outputs,
 )
 from lumos.metrics._prep import (
     check_positive,
@@ -105,31 +106,54 @@ def infidelity(model: nn.Module, inputs: Tensor, attribution: Tensor, target: Ta
 
 
 Noise = Callable[[], Tensor]
+#: ``forward(inputs) -> (model output, per-input values or None)`` on a block of perturbed inputs.
+Forward = Callable[[Tensor], tuple[Tensor, Tensor | None]]
+
+
+class Perturbed(NamedTuple):
+    """One draw for every sample: the perturbed inputs, their explanation, whether the predicted
+    class changed (``None`` when not asked) and the values of the ``forward`` given (or
+    ``None``)."""
+
+    inputs: Tensor
+    attribution: Tensor
+    changed: Tensor | None
+    values: Tensor | None
 
 
 def perturbed_explanations(model: nn.Module, x: Tensor, target: TargetLike, explain: Any,
-                           perturb: Noise, n_samples: int, explain_batch: int = 256
-                           ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """Yield ``(x_k, a_k, changed_k)`` for ``k < n_samples``: ``x_k = perturb()``, its
-    explanation, and whether the predicted class changed.
+                           perturb: Noise, n_samples: int, explain_batch: int = 256, *,
+                           flags: bool = True, forward: Forward | None = None,
+                           clean: Tensor | None = None) -> Iterator[Perturbed]:
+    """Yield a :class:`Perturbed` for ``k < n_samples``: ``x_k = perturb()`` and its explanation.
 
     ``perturb()`` is called once per ``k``, in order. Several ``k`` are explained in one call of
-    the method (``explain_batch`` inputs at most).
+    the method (``explain_batch`` inputs at most). The model runs on the perturbed inputs only
+    when needed: ``flags`` (did the predicted class change from ``clean``, the classes of ``x``,
+    computed when not given) or a ``forward`` whose per-input values are wanted; without a
+    ``forward`` the model's output comes from :func:`lumos.metrics._common.model_outputs`.
     """
     run = explain_fn(explain)
     n = x.shape[0]
     block = max(1, explain_batch // n)
-    with torch.inference_mode():
-        clean = model(x).argmax(1)
+    outputs: Forward = forward or (lambda v: (model_outputs(model, v), None))
+    if flags and clean is None:
+        clean = outputs(x)[0].argmax(1)
     for start in range(0, n_samples, block):
         count = min(block, n_samples - start)
         moved = torch.cat([perturb() for _ in range(count)])
         attribution = run(moved, _tiled(target, n, count))
-        with torch.inference_mode():
-            changed = model(moved).argmax(1) != clean.repeat(count)
+        changed = values = None
+        if flags or forward is not None:
+            out, values = outputs(moved)
+            if flags:
+                assert clean is not None
+                changed = out.argmax(1) != clean.repeat(count)
         for k in range(count):
             rows = slice(k * n, (k + 1) * n)
-            yield moved[rows], attribution[rows], changed[rows]
+            yield Perturbed(moved[rows], attribution[rows],
+                            None if changed is None else changed[rows],
+                            None if values is None else values[rows])
 
 
 def _tiled(target: TargetLike, n: int, count: int) -> TargetLike:
@@ -165,11 +189,13 @@ def gaussian_noise(x: Tensor, mean: float, std: float, generator: torch.Generato
     return draw
 
 
-def _reduce_over(values: list[Tensor], changed: list[Tensor], exclude_changed: bool,
+def _reduce_over(values: list[Tensor], changed: list[Tensor | None], exclude_changed: bool,
                  how: str) -> Tensor:
     v = torch.stack(values, 1)
     if exclude_changed:
-        v = torch.where(torch.stack(changed, 1), torch.nan, v)
+        flags = [c if c is not None else torch.zeros(v.shape[0], dtype=torch.bool)
+                 for c in changed]
+        v = torch.where(torch.stack(flags, 1).to(v.device), torch.nan, v)
     if how == "max":
         finite = torch.where(v.isnan(), -torch.inf, v).amax(1)
         return torch.where(v.isnan().all(1), torch.nan, finite)
@@ -188,11 +214,11 @@ def _sensitivity(model: nn.Module, inputs: Tensor, attribution: Tensor | None,
     norm = a.norm(dim=1)
     noise = uniform_noise(x, lower_bound, upper_bound, generator)
     values, changed = [], []
-    for _, moved, flip in perturbed_explanations(model, x, target, explain,
-                                                 lambda: x + noise(), n_samples, explain_batch):
-        b = relevance(x, moved, absolute=absolute, normalise=normalise)
+    for p in perturbed_explanations(model, x, target, explain, lambda: x + noise(), n_samples,
+                                    explain_batch, flags=exclude_changed):
+        b = relevance(x, p.attribution, absolute=absolute, normalise=normalise)
         values.append((b - a).norm(dim=1) / torch.where(norm > 0, norm, torch.nan))
-        changed.append(flip.cpu())
+        changed.append(p.changed)
     return _reduce_over(values, changed, exclude_changed, how).to(x.device)
 
 
@@ -245,13 +271,12 @@ def local_lipschitz_estimate(model: nn.Module, inputs: Tensor, attribution: Tens
     a = relevance(x, base, absolute=absolute, normalise=normalise)
     noise = gaussian_noise(x, mean, check_positive("std", std), generator)
     values, changed = [], []
-    for moved_x, moved, flip in perturbed_explanations(model, x, target, explain,
-                                                       lambda: x + noise(), n_samples,
-                                                       explain_batch):
-        b = relevance(x, moved, absolute=absolute, normalise=normalise)
-        step = (moved_x - x).reshape(x.shape[0], -1).double().norm(dim=1).to(a.device)
+    for p in perturbed_explanations(model, x, target, explain, lambda: x + noise(), n_samples,
+                                    explain_batch, flags=exclude_changed):
+        b = relevance(x, p.attribution, absolute=absolute, normalise=normalise)
+        step = (p.inputs - x).reshape(x.shape[0], -1).double().norm(dim=1).to(a.device)
         values.append((b - a).norm(dim=1) / (step + 1e-10))
-        changed.append(flip.cpu())
+        changed.append(p.changed)
     return _reduce_over(values, changed, exclude_changed, "max").to(x.device)
 
 
@@ -295,11 +320,10 @@ def continuity(model: nn.Module, inputs: Tensor, attribution: Tensor | None = No
     shifts = [-width + dx * (k + 1) for k in range(n_steps)]
     moves = iter([translate(x, s, fill) for s in shifts])
     values, changed = [], []
-    for moved_x, moved, flip in perturbed_explanations(model, x, target, explain,
-                                                       lambda: next(moves), n_steps,
-                                                       explain_batch):
-        b = relevance(x, moved, absolute=absolute, normalise=normalise)
-        step = (moved_x - x).reshape(x.shape[0], -1).double().norm(dim=1).to(a.device)
+    for p in perturbed_explanations(model, x, target, explain, lambda: next(moves), n_steps,
+                                    explain_batch, flags=exclude_changed):
+        b = relevance(x, p.attribution, absolute=absolute, normalise=normalise)
+        step = (p.inputs - x).reshape(x.shape[0], -1).double().norm(dim=1).to(a.device)
         values.append((b - a).abs().sum(1) / (step + 1e-9))
-        changed.append(flip.cpu())
+        changed.append(p.changed)
     return _reduce_over(values, changed, exclude_changed, "max").to(x.device)

@@ -11,12 +11,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lumos.attribution.checks import check_same_shape
+from lumos.metrics._sort import argsort_rows
 
 
 def rank(values: Tensor) -> Tensor:
     """Ranks ``0..D-1`` along the last dim of ``(N, D)``, ties sharing their average rank."""
     n, d = values.shape
-    order = values.argsort(1)
+    order = argsort_rows(values).to(values.device)
     ordered = values.gather(1, order)
     starts = torch.ones_like(ordered, dtype=torch.bool)
     starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]

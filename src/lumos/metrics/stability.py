@@ -19,9 +19,15 @@ from torch import Tensor, nn
 
 from lumos.attribution.checks import check_input
 from lumos.attribution.targets import TargetLike
-from lumos.metrics._common import check_positive_int
+from lumos.metrics._common import check_positive_int, model_outputs
 from lumos.metrics._prep import explain_fn, relevance
-from lumos.metrics.robustness import _reduce_over, perturbed_explanations, uniform_noise
+from lumos.metrics.robustness import (
+    Forward,
+    Perturbed,
+    _reduce_over,
+    perturbed_explanations,
+    uniform_noise,
+)
 
 
 def _relative(change: Tensor, base: Tensor, eps: float) -> Tensor:
@@ -32,9 +38,7 @@ def _floor(norm: Tensor, eps: float) -> Tensor:
     return norm + (norm == 0) * eps
 
 
-def representation(model: nn.Module, x: Tensor, layers: Sequence[str] | None = None) -> Tensor:
-    """Outputs of ``layers`` (default: every leaf module) for ``x``, flattened and concatenated
-    per sample ``(N, F)``."""
+def _layer_names(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     modules = dict(model.named_modules())
     names = list(layers) if layers is not None else [
         n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
@@ -42,19 +46,35 @@ def representation(model: nn.Module, x: Tensor, layers: Sequence[str] | None = N
     if unknown or not names:
         raise ValueError(f"no module named {unknown[0] if unknown else '(none)'!r}; modules: "
                          f"{[n for n in modules if n][:20]}")
-    captured: list[Tensor] = []
+    return names
+
+
+def _hooked(model: nn.Module, x: Tensor, names: list[str],
+            each: Callable[[int, Tensor], None]) -> Tensor:
+    """Run ``model(x)`` without autograd, calling ``each(i, output)`` with the output of the
+    ``i``-th module of ``names`` flattened per input ``(N, F_i)``; returns the model output."""
+    modules = dict(model.named_modules())
+    seen = [0]
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         if isinstance(output, Tensor):
-            captured.append(output.detach().reshape(x.shape[0], -1))
+            each(seen[0], output.detach().reshape(x.shape[0], -1))
+            seen[0] += 1
 
     handles = [modules[n].register_forward_hook(hook) for n in names]
     try:
         with torch.inference_mode():
-            model(x)
+            return model(x)
     finally:
         for h in handles:
             h.remove()
+
+
+def representation(model: nn.Module, x: Tensor, layers: Sequence[str] | None = None) -> Tensor:
+    """Outputs of ``layers`` (default: every leaf module) for ``x``, flattened and concatenated
+    per sample ``(N, F)``."""
+    captured: list[Tensor] = []
+    _hooked(model, x, _layer_names(model, layers), lambda _, out: captured.append(out))
     return torch.cat(captured, 1).double()
 
 
@@ -62,20 +82,21 @@ def _stability(model: nn.Module, inputs: Tensor, attribution: Tensor | None,
                target: TargetLike, explain: Any, n_samples: int, lower_bound: float,
                upper_bound: float, eps: float, exclude_changed: bool,
                generator: torch.Generator | None, explain_batch: int,
-               denominator: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+               denominator: Callable[[Perturbed], Tensor], forward: Forward | None = None,
+               clean: Tensor | None = None) -> Tensor:
     x = check_input(inputs)
     check_positive_int("n_samples", n_samples)
     base = explain_fn(explain)(x, target) if attribution is None else attribution
     a = relevance(x, base)
     noise = uniform_noise(x, lower_bound, upper_bound, generator)
     values, changed = [], []
-    for moved_x, moved, flip in perturbed_explanations(model, x, target, explain,
-                                                       lambda: x + noise(), n_samples,
-                                                       explain_batch):
-        b = relevance(x, moved)
+    for p in perturbed_explanations(model, x, target, explain, lambda: x + noise(), n_samples,
+                                    explain_batch, flags=exclude_changed, forward=forward,
+                                    clean=clean):
+        b = relevance(x, p.attribution)
         top = _relative(a - b, a, eps).norm(dim=1)
-        values.append(top / _floor(denominator(x, moved_x).to(top.device), eps))
-        changed.append(flip.cpu())
+        values.append(top / _floor(denominator(p).to(top.device), eps))
+        changed.append(p.changed)
     return _reduce_over(values, changed, exclude_changed, "max").to(x.device)
 
 
@@ -104,9 +125,10 @@ def relative_input_stability(model: nn.Module, inputs: Tensor,
                              generator: torch.Generator | None = None,
                              explain_batch: int = 256) -> Tensor:
     """``max |(a - a')/a|_2 / |(x - x')/x|_2`` over noisy copies ``x'`` (lower is better)."""
-    def denominator(x: Tensor, moved: Tensor) -> Tensor:
-        flat, other = x.reshape(x.shape[0], -1).double(), moved.reshape(x.shape[0], -1).double()
-        return _relative(flat - other, flat, eps).norm(dim=1)
+    flat = check_input(inputs).reshape(inputs.shape[0], -1).double()
+
+    def denominator(p: Perturbed) -> Tensor:
+        return _relative(flat - p.inputs.reshape(flat.shape).double(), flat, eps).norm(dim=1)
 
     return _stability(model, inputs, attribution, target, explain, n_samples, lower_bound,
                       upper_bound, eps, exclude_changed, generator, explain_batch, denominator)
@@ -122,16 +144,18 @@ def relative_output_stability(model: nn.Module, inputs: Tensor,
     """``max |(a - a')/a|_2 / |h(x) - h(x')|_2`` with ``h`` the model's output (lower is
     better)."""
     x = check_input(inputs)
-    with torch.inference_mode():
-        clean = model(x).reshape(x.shape[0], -1).double()
+    clean = model_outputs(model, x, explain_batch, fast=False)
+    reference = clean.reshape(x.shape[0], -1).double()
 
-    def denominator(_: Tensor, moved: Tensor) -> Tensor:
-        with torch.inference_mode():
-            out = model(moved).reshape(moved.shape[0], -1).double()
-        return (clean - out).norm(dim=1)
+    def forward(moved: Tensor) -> tuple[Tensor, Tensor]:
+        out = model_outputs(model, moved, explain_batch, fast=False)
+        change = reference.repeat(moved.shape[0] // x.shape[0], 1) - out.reshape(
+            moved.shape[0], -1).double()
+        return out, change.norm(dim=1)
 
     return _stability(model, x, attribution, target, explain, n_samples, lower_bound,
-                      upper_bound, eps, exclude_changed, generator, explain_batch, denominator)
+                      upper_bound, eps, exclude_changed, generator, explain_batch,
+                      lambda p: p.values, forward, clean.argmax(1))
 
 
 def relative_representation_stability(model: nn.Module, inputs: Tensor,
@@ -146,13 +170,25 @@ def relative_representation_stability(model: nn.Module, inputs: Tensor,
     """``max |(a - a')/a|_2 / |(L(x) - L(x'))/L(x)|_2`` with ``L`` the outputs of ``layers``
     (default: every leaf module, as Quantus's default of all layers) (lower is better)."""
     x = check_input(inputs)
-    clean = representation(model, x, layers)
+    names = _layer_names(model, layers)
+    clean: list[Tensor] = []
+    output = _hooked(model, x, names, lambda _, out: clean.append(out))
+    floors = [c + (c == 0) * eps for c in clean]
 
-    def denominator(_: Tensor, moved: Tensor) -> Tensor:
-        return _relative(clean - representation(model, moved, layers), clean, eps).norm(dim=1)
+    def forward(moved: Tensor) -> tuple[Tensor, Tensor]:
+        count = moved.shape[0] // x.shape[0]
+        total = torch.zeros(moved.shape[0], dtype=torch.float64, device=moved.device)
+
+        def add(i: int, out: Tensor) -> None:  # one layer's relative change, squared
+            change = (clean[i] - out.reshape(count, *clean[i].shape)) / floors[i]
+            total.add_(torch.linalg.vector_norm(change, dim=-1, dtype=torch.float64)
+                       .square().reshape(-1))
+
+        return _hooked(model, moved, names, add), total.sqrt()
 
     return _stability(model, x, attribution, target, explain, n_samples, lower_bound,
-                      upper_bound, eps, exclude_changed, generator, explain_batch, denominator)
+                      upper_bound, eps, exclude_changed, generator, explain_batch,
+                      lambda p: p.values, forward, output.argmax(1))
 
 
 for _fn in (relative_input_stability, relative_output_stability,
