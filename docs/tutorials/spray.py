@@ -45,12 +45,8 @@ print(path)
 # 2 and a 7:
 
 # %%
-rows, labels = [], []
-for a in classes:
-    chosen = a.result.chosen
-    rows.append([heatmap(a.prototypes[c]) for c in sorted(a.prototypes) if c in set(chosen.tolist())])
-    labels.append(f"class {a.label}")
-grid(rows, row_labels=labels, cell=96)
+rows = [[heatmap(p) for p in a.prototypes[a.result.eigengap_k]] for a in classes]
+grid(rows, row_labels=[f"class {a.label}" for a in classes], cell=96)
 
 # %% [markdown]
 # The eigenvalues near zero and the gap after them are what the eigengap reads:
