@@ -39,7 +39,7 @@ def main() -> int:
              heatmap(lrp, index=i)] for i in range(len(x))]
     labels = [net.classes[int(t)] for t in target]
     picture = grid(rows, row_labels=labels, col_labels=["photo", "Integrated Gradients",
-                                                        "LRP (ε-γ-box)"], cell=200)
+                                                        "LRP (EpsilonGammaBox)"], cell=200)
     print(save_png(picture, OUT))
     return 0
 
