@@ -173,6 +173,13 @@ def test_randomisation(setup) -> None:  # type: ignore[no-untyped-def]
                                  ixg.__class__(last).attribute(x, target=y)[0].abs()
                                  .reshape(-1).numpy())[0]
     assert rows[-1, 0].item() == pytest.approx(want, abs=1e-10)
+    # every row is the model randomised up to that layer (a cascade mutates one copy: each
+    # model is explained before the next layer is reset)
+    for k, (_, step) in enumerate(randomised_models(model, "top_down")):
+        b = ixg.__class__(step).attribute(x, target=y)[0].abs().reshape(-1).numpy()
+        first = scipy.stats.spearmanr(a[0].abs().reshape(-1).numpy(), b)[0]
+        assert rows[k, 0].item() == pytest.approx(first, abs=1e-10)
+    assert not torch.allclose(rows[0], rows[-1])
     other = M.mprt.__wrapped__ if hasattr(M.mprt, "__wrapped__") else None
     assert other is None
     smooth = M.smooth_mprt(model, x, None, y, explain=ixg, n_samples=2, reduce="mean")

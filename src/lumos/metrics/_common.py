@@ -108,24 +108,25 @@ class Scorer:
 
 
 def forward_scores(model: nn.Module, build: Callable[[slice], Tensor], rows: Tensor,
-                   scorer: Scorer, batch_size: int) -> Tensor:
-    """Model scores of many inputs, in chunks of ``batch_size``, without autograd (through
-    :func:`lumos.metrics._fast.scoring_model`).
+                   scorer: Scorer, batch_size: int, *, fast: bool = True) -> Tensor:
+    """Model scores of many inputs, in chunks of ``batch_size``, without autograd.
 
     ``build(chunk)`` returns the inputs ``chunk`` (a slice of ``0..len(rows)``; a view where
     possible) and input ``i`` belongs to sample ``rows[i]``. Building per chunk keeps memory
-    at one chunk.
+    at one chunk. With ``fast`` the model runs as :func:`lumos.metrics._fast.scoring_model`
+    (scores equal up to float rounding); metrics that rank or threshold scores pass
+    ``fast=False`` to get the model's own rounding.
     """
     from lumos.metrics._fast import scoring_model
 
     out = []
-    fast: nn.Module | None = None
+    run: nn.Module | None = None if fast else model
     with torch.inference_mode():
         for lo in range(0, rows.shape[0], batch_size):
             chunk = slice(lo, lo + batch_size)
             inputs = build(chunk)
-            fast = fast or scoring_model(model, inputs)
-            out.append(scorer(fast(inputs), rows[chunk]))
+            run = run or scoring_model(model, inputs)
+            out.append(scorer(run(inputs), rows[chunk]))
     if not out:
         return torch.zeros(0, device=rows.device)
     return torch.cat(out)

@@ -67,10 +67,12 @@ def relevance(x: Tensor, attribution: object, *, absolute: bool = False,
 def _prepared(a: Tensor, absolute: bool, normalise: bool) -> Tensor:
     a = pixels(a.detach())
     a = (a[:, 0] if a.shape[1] == 1 else a.sum(1)).double()
+    if absolute:  # |a / peak| = |a| / peak: one absolute value serves both
+        a = a.abs()
     if normalise:
-        peak = a.abs().amax(1, keepdim=True)
-        a = a / torch.where(peak > 0, peak, 1.0)
-    return a.abs() if absolute else a
+        peak = (a if absolute else a.abs()).amax(1, keepdim=True)
+        a = a / peak.masked_fill_(peak == 0, 1.0)
+    return a
 
 
 def maps(attribution: Tensor, *, absolute: bool = False, normalise: bool = False) -> Tensor:
@@ -132,14 +134,17 @@ def warn_training(model: nn.Module) -> None:
                       "random; call model.eval()", stacklevel=3)
 
 
-def scores_of(model: nn.Module, x: Tensor, scorer: Scorer, batch_size: int = 256) -> Tensor:
-    """``f_t(x)`` per sample, batched, without autograd."""
+def scores_of(model: nn.Module, x: Tensor, scorer: Scorer, batch_size: int = 256, *,
+              fast: bool = True) -> Tensor:
+    """``f_t(x)`` per sample, batched, without autograd (``fast``: see
+    :func:`lumos.metrics._common.forward_scores`)."""
     rows = torch.arange(x.shape[0], device=x.device)
-    return forward_scores(model, lambda chunk: x[chunk], rows, scorer, batch_size)
+    return forward_scores(model, lambda chunk: x[chunk], rows, scorer, batch_size, fast=fast)
 
 
 def score_replaced(model: nn.Module, x: Tensor, index: Tensor, values: Tensor, scorer: Scorer,
-                   batch_size: int = 256, clean: Tensor | None = None) -> Tensor:
+                   batch_size: int = 256, clean: Tensor | None = None, *,
+                   fast: bool = True) -> Tensor:
     """Scores of variants of ``x`` whose features ``index`` take ``values``.
 
     Parameters
@@ -152,23 +157,32 @@ def score_replaced(model: nn.Module, x: Tensor, index: Tensor, values: Tensor, s
     clean:
         ``f_t(x)`` per sample when already known. A variant that changes nothing (its features
         already hold the value) is given ``f_t(x)`` without a forward pass.
+    fast:
+        Run the model as :func:`lumos.metrics._fast.scoring_model` (see
+        :func:`lumos.metrics._common.forward_scores`).
 
     Returns
     -------
     Tensor
         ``(N, K)`` float64 scores.
     """
+    from lumos.metrics import _shared
+
     n, k, _ = index.shape
     px = pixels(x)
     c = px.shape[1]
     values = values.to(x.dtype)
+    shared = _shared.lookup(model, x, index, values, scorer, fast)
+    if shared is not None:
+        return shared
     if clean is None:
-        clean = scores_of(model, x, scorer, batch_size)
+        clean = scores_of(model, x, scorer, batch_size, fast=fast)
     out = clean.double()[:, None].expand(n, k).clone()
     held = px.gather(2, index.reshape(n, 1, -1).expand(n, c, -1)).reshape(n, c, k, -1)
     changed = (held != values[:, None, :, None]).any(-1).any(1)
     todo = changed.nonzero()
     if not todo.numel():
+        _shared.store(model, x, index, values, scorer, fast, out)
         return out
     rows, variants = todo[:, 0], todo[:, 1]
 
@@ -180,7 +194,9 @@ def score_replaced(model: nn.Module, x: Tensor, index: Tensor, values: Tensor, s
         images.scatter_(2, where, fill)
         return images.reshape(-1, *x.shape[1:])
 
-    out[rows, variants] = forward_scores(model, build, rows, scorer, batch_size).double()
+    out[rows, variants] = forward_scores(model, build, rows, scorer, batch_size,
+                                         fast=fast).double()
+    _shared.store(model, x, index, values, scorer, fast, out)
     return out
 
 

@@ -49,3 +49,13 @@ def sort_rows(a: Tensor) -> Tensor:
     if a.device.type != "cpu" or a.dim() != 2 or a.dtype not in (torch.float32, torch.float64):
         return a.sort(1).values
     return torch.from_numpy(np.sort(a.detach().contiguous().numpy(), axis=1))
+
+
+def kth_largest(a: Tensor, k: int) -> Tensor:
+    """The ``k``-th largest value of each row of the finite 2-D tensor ``a``, as ``(N, 1)``
+    (``1 <= k <= a.shape[1]``; numpy's selection on the CPU, ``topk`` elsewhere)."""
+    if a.device.type != "cpu" or a.dtype not in (torch.float32, torch.float64):
+        return a.topk(k, dim=1).values[:, -1:]
+    column = a.shape[1] - k
+    values = np.partition(a.detach().contiguous().numpy(), column, axis=1)[:, column]
+    return torch.from_numpy(np.ascontiguousarray(values))[:, None]

@@ -44,12 +44,12 @@ def complexity(attribution: Tensor) -> Tensor:
     """
     a = maps(attribution, absolute=True)
     total = a.sum(1, keepdim=True)
-    blank = (total[:, 0] == 0).nonzero()[:, 0].tolist()
-    if blank:
+    if not bool(total.all()):
+        blank = (total[:, 0] == 0).nonzero()[:, 0].tolist()
         raise ValueError(f"complexity is undefined for an all-zero attribution (samples "
                          f"{blank[:10]})")
     p = a / total
-    return -(p * torch.log(p + 1e-12)).sum(1).to(_dtype(attribution))
+    return -(p + 1e-12).log_().mul_(p).sum(1).to(_dtype(attribution))
 
 
 def effective_complexity(attribution: Tensor, *, eps: float = 1e-5,

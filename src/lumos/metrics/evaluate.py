@@ -33,6 +33,7 @@ from lumos.metrics._common import (
     as_explain_fn,
     check_attribution,
 )
+from lumos.metrics._shared import sharing_scores
 
 __all__ = [
     "AOPC",
@@ -288,26 +289,29 @@ def evaluate(model: nn.Module, data: Any, methods: Mapping[str, Any],
     given = dict(attributions or {})
     with Progress(len(batches) * len(fns), "evaluate", enabled=progress) as bar:
         for bx, by, bm in batches:
-            if device is not None:
-                bx, by = bx.to(device), by.to(device)
-                bm = None if bm is None else bm.to(device)
-            t = _targets(model, bx, by, target)
-            n_samples += bx.shape[0]
-            for name, fn in fns.items():
-                start = time.perf_counter()
-                if name in given:
-                    rows = given[name][n_samples - bx.shape[0]:n_samples].to(bx.device)
-                    attribution, seconds = check_attribution(bx, rows).detach(), float("nan")
-                else:
-                    attribution = check_attribution(bx, fn(bx, t)).detach()
-                    seconds = (time.perf_counter() - start) / bx.shape[0]
-                method = methods[name]
-                context = Context(model, bx, t, attribution, fn, seconds,
-                                  method if isinstance(method, ModelMethod) else bound[name],
-                                  bm, {"seed": seed})
-                for config in configs:
-                    values[name][config.name] += config(context).detach().cpu().double().tolist()
-                bar.update(1, postfix=name)
+            # the methods of a batch share the scores of attribution-free perturbations
+            with sharing_scores():
+                if device is not None:
+                    bx, by = bx.to(device), by.to(device)
+                    bm = None if bm is None else bm.to(device)
+                t = _targets(model, bx, by, target)
+                n_samples += bx.shape[0]
+                for name, fn in fns.items():
+                    start = time.perf_counter()
+                    if name in given:
+                        rows = given[name][n_samples - bx.shape[0]:n_samples].to(bx.device)
+                        attribution, seconds = check_attribution(bx, rows).detach(), float("nan")
+                    else:
+                        attribution = check_attribution(bx, fn(bx, t)).detach()
+                        seconds = (time.perf_counter() - start) / bx.shape[0]
+                    method = methods[name]
+                    context = Context(model, bx, t, attribution, fn, seconds,
+                                      method if isinstance(method, ModelMethod) else bound[name],
+                                      bm, {"seed": seed})
+                    for config in configs:
+                        measured = config(context).detach().cpu().double()
+                        values[name][config.name] += measured.tolist()
+                    bar.update(1, postfix=name)
     return EvaluationResult(list(fns), [c.name for c in configs], values,
                             {c.name: c.better for c in configs},
                             {"samples": n_samples, "target": target, "seed": seed},

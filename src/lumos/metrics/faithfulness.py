@@ -265,11 +265,12 @@ def monotonicity_correlation(model: nn.Module, inputs: Tensor, attribution: Tens
     order = argsort_rows(a).to(x.device)
     groups, k = step_groups(order, features_in_step)
     scorer = make_scorer(target, n, score)
-    clean = scores_of(model, x, scorer, batch_size).double()
+    # Spearman ranks near-equal variances: the model's own rounding, not the faster copy's
+    clean = scores_of(model, x, scorer, batch_size, fast=False).double()
     gen = generator_or_default(generator)
     values = baseline_values(x, baseline, (k, n_samples), gen).reshape(n, -1)
     index = groups[:, :, None, :].expand(-1, -1, n_samples, -1).reshape(n, k * n_samples, -1)
-    perturbed = score_replaced(model, x, index, values, scorer, batch_size, clean)
+    perturbed = score_replaced(model, x, index, values, scorer, batch_size, clean, fast=False)
     weight = torch.where(clean.abs() >= eps, 1.0 / clean.square(), torch.ones_like(clean))
     variance = (perturbed.reshape(n, k, n_samples) - clean[:, None, None]).square().mean(2)
     return spearman_rows(_group_sums(a.to(x.device), groups, a.shape[1]),

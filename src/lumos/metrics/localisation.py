@@ -29,7 +29,7 @@ from torch import Tensor
 from lumos.attribution.checks import check_input
 from lumos.metrics._common import check_choice, check_positive_int
 from lumos.metrics._prep import maps
-from lumos.metrics._sort import argsort_rows
+from lumos.metrics._sort import argsort_rows, kth_largest
 
 Empty = Literal["raise", "nan"]
 
@@ -53,8 +53,10 @@ def check_mask(mask: object, attribution: Tensor, empty: Empty = "raise") -> Ten
                          f"{tuple(attribution.shape)} it must be {(n, *grid)} (or with a channel "
                          f"dim of 1, or shaped like the attribution)")
     m = m.reshape(n, -1).to(attribution.device)
+    if empty == "nan" or bool(m.any(1).all()):
+        return m
     blank = (~m.any(1)).nonzero()[:, 0].tolist()
-    if blank and empty == "raise":
+    if blank:
         raise ValueError(f"the mask of samples {blank[:10]} is empty: localisation needs at least "
                          f"one marked feature per sample (pass empty='nan' to skip them)")
     return m
@@ -116,11 +118,20 @@ def top_k_intersection(attribution: Tensor, mask: Tensor, *, k: int = 1000,
     check_positive_int("k", k)
     if k >= a.shape[1]:
         raise ValueError(f"k={k} must be smaller than the number of features ({a.shape[1]})")
-    top = argsort_rows(a, descending=True)[:, :k].to(a.device)
-    share = m.gather(1, top).double().mean(1)
+    share = (m & _first_ranked(a, k)).sum(1).double() / k
     if concept_influence:
         share = share * m.shape[1] / m.sum(1).clamp_min(1)
     return _finish(share, m)
+
+
+def _first_ranked(a: Tensor, k: int) -> Tensor:
+    """``(N, P)`` bool: the ``k`` first features of each row in order of decreasing relevance,
+    ties taken in feature order (the first ``k`` of a stable descending sort)."""
+    kth = kth_largest(a, k).to(a.device)
+    above = a > kth
+    tied = a == kth
+    room = k - above.sum(1, keepdim=True)
+    return above | (tied & (tied.cumsum(1) <= room))
 
 
 def relevance_rank_accuracy(attribution: Tensor, mask: Tensor, *, absolute: bool = False,

@@ -139,18 +139,23 @@ def similarity_fn(similarity: Similarity) -> Callable[[Tensor, Tensor], Tensor]:
     return table[similarity]
 
 
-def _needed(model: nn.Module, order: Order, seed: int, reduce: str) -> list[nn.Module]:
+def _needed(model: nn.Module, order: Order, seed: int, reduce: str) -> Iterator[nn.Module]:
     """The randomised models ``reduce`` looks at: all, or only the last one (each layer is
-    reset under the same seed, so the last model does not depend on the ones before)."""
+    reset under the same seed, so the last model does not depend on the ones before).
+
+    Cascading orders randomise one copy further at each step: use each model before asking
+    for the next one.
+    """
     check_choice("reduce", reduce, ("last", "mean", "none"))
     models = randomised_models(model, order, seed)
     if reduce != "last":
-        return [m for _, m in models]
+        yield from (m for _, m in models)
+        return
     last = None
     for _, m in models:
         last = m
     assert last is not None
-    return [last]
+    yield last
 
 
 def _reduce(rows: Tensor, reduce: str) -> Tensor:

@@ -38,6 +38,12 @@ def _floor(norm: Tensor, eps: float) -> Tensor:
     return norm + (norm == 0) * eps
 
 
+def _values(p: Perturbed) -> Tensor:
+    """The per-input values the ``forward`` of a stability metric computed."""
+    assert p.values is not None
+    return p.values
+
+
 def _layer_names(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     modules = dict(model.named_modules())
     names = list(layers) if layers is not None else [
@@ -155,7 +161,7 @@ def relative_output_stability(model: nn.Module, inputs: Tensor,
 
     return _stability(model, x, attribution, target, explain, n_samples, lower_bound,
                       upper_bound, eps, exclude_changed, generator, explain_batch,
-                      lambda p: p.values, forward, clean.argmax(1))
+                      _values, forward, clean.argmax(1))
 
 
 def relative_representation_stability(model: nn.Module, inputs: Tensor,
@@ -172,7 +178,7 @@ def relative_representation_stability(model: nn.Module, inputs: Tensor,
     x = check_input(inputs)
     names = _layer_names(model, layers)
     clean: list[Tensor] = []
-    output = _hooked(model, x, names, lambda _, out: clean.append(out))
+    output = _hooked(model, x, names, lambda _, out: clean.append(out.double()))
     floors = [c + (c == 0) * eps for c in clean]
 
     def forward(moved: Tensor) -> tuple[Tensor, Tensor]:
@@ -180,7 +186,7 @@ def relative_representation_stability(model: nn.Module, inputs: Tensor,
         total = torch.zeros(moved.shape[0], dtype=torch.float64, device=moved.device)
 
         def add(i: int, out: Tensor) -> None:  # one layer's relative change, squared
-            change = (clean[i] - out.reshape(count, *clean[i].shape)) / floors[i]
+            change = (clean[i] - out.double().reshape(count, *clean[i].shape)) / floors[i]
             total.add_(torch.linalg.vector_norm(change, dim=-1, dtype=torch.float64)
                        .square().reshape(-1))
 
@@ -188,7 +194,7 @@ def relative_representation_stability(model: nn.Module, inputs: Tensor,
 
     return _stability(model, x, attribution, target, explain, n_samples, lower_bound,
                       upper_bound, eps, exclude_changed, generator, explain_batch,
-                      lambda p: p.values, forward, output.argmax(1))
+                      _values, forward, output.argmax(1))
 
 
 for _fn in (relative_input_stability, relative_output_stability,
