@@ -56,6 +56,21 @@ def test_scoring_copy_computes_the_model_and_follows_its_changes() -> None:
     handle.remove()
 
 
+def test_scoring_copy_never_writes_into_its_input() -> None:
+    torch.manual_seed(0)  # ReLUs on the input and on a view of it stay out of place
+    model = nn.Sequential(nn.ReLU(), nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Flatten(), nn.ReLU(), nn.Linear(4 * 10 * 10, 3)).eval()
+    x = torch.randn(5, 1, 12, 12)
+    before = x.clone()
+    fast = scoring_model(model, x)
+    assert fast is not model
+    relus = [m.inplace for m in fast.modules() if isinstance(m, nn.ReLU)]
+    assert relus == [False, True, False]
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), model(before), rtol=1e-5, atol=1e-5)
+    assert torch.equal(x, before)
+
+
 def test_fast_scores_and_metrics_agree_with_the_model() -> None:
     model, x = bn_cnn(), torch.rand(8, 1, 12, 12)
     y = torch.arange(8)

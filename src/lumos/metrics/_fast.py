@@ -5,7 +5,8 @@ On the CPU a float32 convolutional network runs about twice as fast with its wei
 channels-last layout (oneDNN convolutions and pooling) and its BatchNorms folded into the
 convolutions before them (in eval mode). :func:`scoring_model` returns such a copy: a deep copy
 of the model (the user's model is never touched), BatchNorm folded where the model traces with
-``torch.fx`` (else left as is), channels-last weights; it is checked against the model on the
+``torch.fx`` (else left as is), ReLUs in place where they read a fresh layer output that
+nothing else reads, channels-last weights; it is checked against the model on the
 inputs at hand before it is used, and kept for the next call while the model's parameters,
 buffers and modules stay the same (any in-place change, an optimiser step say, makes a new one).
 
@@ -51,6 +52,32 @@ def _eligible(model: nn.Module, x: Tensor) -> bool:
                               for p in model.parameters())
 
 
+#: Modules whose output is always a new tensor (never a view of their input).
+_FRESH = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
+          nn.BatchNorm3d)
+
+
+def _relu_in_place(graph_module: nn.Module) -> None:
+    """Let a ReLU overwrite its input where that input is the fresh output of a convolution,
+    linear or BatchNorm layer that nothing else reads (never the caller's tensor or a view)."""
+    graph = getattr(graph_module, "graph", None)
+    if graph is None:
+        return
+    modules = dict(graph_module.named_modules())
+    safe: dict[str, bool] = {}
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.ReLU):
+            continue
+        source = node.args[0] if len(node.args) == 1 and not node.kwargs else None
+        fresh = (isinstance(source, torch.fx.Node) and source.op == "call_module"
+                 and isinstance(modules.get(str(source.target)), _FRESH)
+                 and len(source.users) == 1)
+        safe[node.target] = safe.get(node.target, True) and fresh
+    for name, ok in safe.items():
+        if ok:
+            modules[name].inplace = True
+
+
 def _build(model: nn.Module, x: Tensor) -> nn.Module | None:
     try:
         fast = copy.deepcopy(model)
@@ -60,6 +87,7 @@ def _build(model: nn.Module, x: Tensor) -> nn.Module | None:
         from torch.fx.experimental.optimization import fuse
 
         fast = fuse(fast, inplace=True)
+        _relu_in_place(fast)
     except Exception:
         pass
     fast.to(memory_format=torch.channels_last)
