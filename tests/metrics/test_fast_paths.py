@@ -12,8 +12,7 @@ from lumos import metrics as M
 from lumos.metrics._common import Scorer, forward_scores
 from lumos.metrics._fast import scoring_model
 from lumos.metrics._shared import sharing_scores
-from lumos.metrics._sort import argsort_rows, kth_largest
-from lumos.metrics.localisation import _first_ranked
+from lumos.metrics._sort import argsort_rows, first_ranked, kth_largest
 from lumos.metrics.perturbation import removal_steps
 
 
@@ -104,7 +103,7 @@ def test_row_sorts_match_a_stable_sort() -> None:
         top = torch.sort(a, dim=1, descending=True, stable=True)
         assert torch.equal(kth_largest(a, k)[:, 0], top.values[:, k - 1])
         chosen = torch.zeros_like(a, dtype=torch.bool).scatter_(1, top.indices[:, :k], True)
-        assert torch.equal(_first_ranked(a, k), chosen)
+        assert torch.equal(first_ranked(a, k), chosen)
 
 
 class Counting(nn.Module):

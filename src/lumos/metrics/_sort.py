@@ -59,3 +59,13 @@ def kth_largest(a: Tensor, k: int) -> Tensor:
     column = a.shape[1] - k
     values = np.partition(a.detach().contiguous().numpy(), column, axis=1)[:, column]
     return torch.from_numpy(np.ascontiguousarray(values))[:, None]
+
+
+def first_ranked(a: Tensor, k: int) -> Tensor:
+    """``(N, P)`` bool: the ``k`` first features of each row in order of decreasing relevance,
+    ties taken in feature order (the first ``k`` of a stable descending sort)."""
+    kth = kth_largest(a, k).to(a.device)
+    above = a > kth
+    tied = a == kth
+    room = k - above.sum(1, keepdim=True)
+    return above | (tied & (tied.cumsum(1) <= room))

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from lumos.attribution.checks import check_input
 from lumos.metrics._common import check_choice, check_positive_int, predictions
 from lumos.metrics._prep import check_positive, relevance
-from lumos.metrics._sort import argsort_rows
+from lumos.metrics._sort import first_ranked
 
 Distance = Literal["seuclidean", "euclidean", "cityblock", "cosine"]
 
@@ -84,10 +84,10 @@ def sufficiency(model: nn.Module, inputs: Tensor, attribution: Tensor, *,
 
 def top_n_sign(a: Tensor, n: int = 5) -> list[object]:
     """Discretise maps ``(N, P)``: the ``n`` most relevant features (sorted) and their signs."""
-    top = argsort_rows(a, descending=True)[:, :n]
-    signs = a.gather(1, top).sign().long()
-    order = top.argsort(1)
-    top, signs = top.gather(1, order), signs.gather(1, order)
+    n = min(n, a.shape[1])
+    chosen = first_ranked(a, n)  # the first n of a stable descending sort, in feature order
+    top = chosen.nonzero()[:, 1].reshape(a.shape[0], n)
+    signs = a[chosen].sign().long().reshape(a.shape[0], n)
     return [(tuple(t), tuple(s)) for t, s in zip(top.tolist(), signs.tolist(), strict=True)]
 
 

@@ -29,7 +29,7 @@ from torch import Tensor
 from lumos.attribution.checks import check_input
 from lumos.metrics._common import check_choice, check_positive_int
 from lumos.metrics._prep import maps
-from lumos.metrics._sort import argsort_rows, kth_largest
+from lumos.metrics._sort import argsort_rows, first_ranked
 
 Empty = Literal["raise", "nan"]
 
@@ -118,20 +118,10 @@ def top_k_intersection(attribution: Tensor, mask: Tensor, *, k: int = 1000,
     check_positive_int("k", k)
     if k >= a.shape[1]:
         raise ValueError(f"k={k} must be smaller than the number of features ({a.shape[1]})")
-    share = (m & _first_ranked(a, k)).sum(1).double() / k
+    share = (m & first_ranked(a, k)).sum(1).double() / k
     if concept_influence:
         share = share * m.shape[1] / m.sum(1).clamp_min(1)
     return _finish(share, m)
-
-
-def _first_ranked(a: Tensor, k: int) -> Tensor:
-    """``(N, P)`` bool: the ``k`` first features of each row in order of decreasing relevance,
-    ties taken in feature order (the first ``k`` of a stable descending sort)."""
-    kth = kth_largest(a, k).to(a.device)
-    above = a > kth
-    tied = a == kth
-    room = k - above.sum(1, keepdim=True)
-    return above | (tied & (tied.cumsum(1) <= room))
 
 
 def relevance_rank_accuracy(attribution: Tensor, mask: Tensor, *, absolute: bool = False,

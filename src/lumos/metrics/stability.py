@@ -178,15 +178,16 @@ def relative_representation_stability(model: nn.Module, inputs: Tensor,
     x = check_input(inputs)
     names = _layer_names(model, layers)
     clean: list[Tensor] = []
-    output = _hooked(model, x, names, lambda _, out: clean.append(out.double()))
+    output = _hooked(model, x, names, lambda _, out: clean.append(out))
     floors = [c + (c == 0) * eps for c in clean]
 
     def forward(moved: Tensor) -> tuple[Tensor, Tensor]:
         count = moved.shape[0] // x.shape[0]
         total = torch.zeros(moved.shape[0], dtype=torch.float64, device=moved.device)
 
-        def add(i: int, out: Tensor) -> None:  # one layer's relative change, squared
-            change = (clean[i] - out.double().reshape(count, *clean[i].shape)) / floors[i]
+        # one layer's relative change, squared (in the layer's dtype, summed in float64)
+        def add(i: int, out: Tensor) -> None:
+            change = (clean[i] - out.reshape(count, *clean[i].shape)).div_(floors[i])
             total.add_(torch.linalg.vector_norm(change, dim=-1, dtype=torch.float64)
                        .square().reshape(-1))
 
