@@ -50,6 +50,9 @@ def test_scoring_copy_computes_the_model_and_follows_its_changes() -> None:
     model.float().train()
     assert scoring_model(model, x) is model
     model.eval()
+    model[1].train()  # one BatchNorm on batch statistics
+    assert scoring_model(model, x) is model
+    model.eval()
     handle = model[2].register_forward_hook(lambda *_: None)
     assert scoring_model(model, x) is model
     handle.remove()

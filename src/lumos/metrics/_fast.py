@@ -41,9 +41,11 @@ def _key(model: nn.Module, x: Tensor) -> tuple[Any, ...]:
 
 
 def _eligible(model: nn.Module, x: Tensor) -> bool:
-    if x.device.type != "cpu" or x.dtype != torch.float32 or model.training:
+    if x.device.type != "cpu" or x.dtype != torch.float32:
         return False
     modules = list(model.modules())
+    if any(m.training for m in modules):  # dropout or batch statistics anywhere: as it is
+        return False
     if not any(isinstance(m, nn.Conv2d) for m in modules):
         return False
     hooked = any(getattr(m, name, None) for m in modules for name in (
