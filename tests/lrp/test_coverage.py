@@ -7,8 +7,8 @@ BatchNorm statistics (so activations neither vanish nor explode), one small imag
 ``EpsilonPlus``. The relevance must be finite and not all zero; ``LRP`` checks on the way that
 the prepared copy reproduces the model's output. torchvision's Swin v1/v2 compute their attention
 in one function that torch.fx cannot see into (``shifted_window_attention``): preparation replaces
-it in the private copy, for the example's size (:mod:`lumos.lrp.windows`); at 64x64 the windows
-are padded and shifted. torchvision initialises a ViT head with zeros, so
+it in the private copy, for the example's size (:mod:`lumos.lrp.capture.windows`); at 64x64 the
+windows are padded and shifted. torchvision initialises a ViT head with zeros, so
 zero weight matrices are drawn afresh (a zero logit has no relevance to give).
 """
 

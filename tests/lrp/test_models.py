@@ -17,8 +17,8 @@ from torch import nn
 
 from helpers import untouched
 from lrp.fixtures_models import efficientnet_lite0, functional_net, torchvision_model
-from lumos.lrp.layers import SUPPORTED
-from lumos.lrp.prepare import prepare
+from lumos.lrp.capture.prepare import prepare
+from lumos.lrp.ops.layers import SUPPORTED
 
 SLOW = pytest.mark.slow
 CASES: dict[str, tuple[Callable[[], nn.Module], int]] = {

@@ -13,8 +13,9 @@ from torch import Tensor, fx, nn
 
 from helpers import untouched
 from lrp.fixtures_models import functional_net, randomize_batchnorm
-from lumos.lrp.layers import SUPPORTED, Affine, Concat, LRPUnsupportedError, Mean, Reshape, Sum
-from lumos.lrp.prepare import prepare
+from lumos.lrp.capture.prepare import prepare
+from lumos.lrp.errors import LRPUnsupportedError
+from lumos.lrp.ops.layers import SUPPORTED, Affine, Concat, Mean, Reshape, Sum
 
 
 def _called(gm: fx.GraphModule) -> list[nn.Module]:

@@ -17,20 +17,22 @@ import lumos
 from helpers import untouched
 from lrp.test_prepare import Net, Wrap, _called, _same_outputs
 from lrp.test_rules import dense, ratio
-from lumos.lrp import composites, products, rules
-from lumos.lrp.layers import Difference, LRPUnsupportedError, Resample
-from lumos.lrp.prepare import prepare
-from lumos.lrp.products import Product
+from lumos.lrp import composites, rules
+from lumos.lrp.capture.prepare import prepare
+from lumos.lrp.engine.products import product_step
+from lumos.lrp.errors import LRPUnsupportedError
+from lumos.lrp.ops.layers import Difference, Resample
+from lumos.lrp.ops.products import Product
 
 X = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-RULES = {"uniform": products.Uniform(), "gate": products.ConstantGate()}
+RULES = {"uniform": rules.Uniform(), "gate": rules.ConstantGate()}
 
 
 def _relevance(module: Product, rule: rules.Rule, a: Tensor, b: Tensor,
                r: Tensor) -> tuple[Tensor, Tensor]:
     """Input relevances ``(a * g_a, b * g_b)`` of one product step started from ``r``."""
     a, b = (t.detach().clone().requires_grad_(t.requires_grad) for t in (a, b))
-    y = products.product_step(module, rule)(None, None, (a, b), {})
+    y = product_step(module, rule)(None, None, (a, b), {})
     live = [t for t in (a, b) if t.requires_grad]
     grads = torch.autograd.grad(y, live, r / y.detach(), allow_unused=True)
     found = dict(zip((id(t) for t in live), grads, strict=True))
@@ -69,7 +71,7 @@ def test_product_rules_equal_their_formulas(rule_name: str) -> None:
     for module in (Product(factor=torch.rand(7, dtype=torch.float64) + 0.5),
                    Product(factor=6.0, divide=True)):
         leaf = a.detach().clone().requires_grad_(True)
-        y = products.product_step(module, rule)(None, None, (leaf,), {})
+        y = product_step(module, rule)(None, None, (leaf,), {})
         (grad,) = torch.autograd.grad(y, leaf, r7 / y.detach())
         torch.testing.assert_close(leaf.detach() * grad, r7, rtol=1e-12, atol=1e-12)
 
@@ -236,7 +238,7 @@ def test_eval_no_ops_and_functional_batchnorm() -> None:
     from timm.layers import BatchNormAct2d, DropPath
     from torchvision.ops import StochasticDepth
 
-    from lumos.lrp.layers import Affine
+    from lumos.lrp.ops.layers import Affine
 
     gm = _same_outputs(_FunctionalBN().double().eval(), X)
     assert [type(m) for m in _called(gm)] == [nn.Conv2d, nn.ReLU, Affine]

@@ -1,4 +1,4 @@
-"""torchvision's Swin v1/v2 under LRP (:mod:`lumos.lrp.windows`), on tiny float64 models.
+"""torchvision's Swin v1/v2 under LRP (:mod:`lumos.lrp.capture.windows`), on tiny float64 models.
 
 The window attention lumos computes for one input size equals torchvision's (padding, shifted
 windows and their mask, v2's cosine attention) to 1e-12; the prepared model reproduces the
@@ -16,9 +16,9 @@ from torch import nn
 import lumos
 from helpers import untouched
 from lumos.lrp import composites
-from lumos.lrp.layers import LRPUnsupportedError
-from lumos.lrp.prepare import prepare
-from lumos.lrp.windows import WindowAttention
+from lumos.lrp.capture.prepare import prepare
+from lumos.lrp.capture.windows import WindowAttention
+from lumos.lrp.errors import LRPUnsupportedError
 
 torchvision = pytest.importorskip("torchvision")
 from torchvision.models import swin_transformer as st  # noqa: E402

@@ -1,9 +1,9 @@
 """Arithmetic between activations: sums, differences, products and divisions by constants.
 
-``x + y`` becomes :class:`~lumos.lrp.layers.Sum`, ``x - y`` :class:`~lumos.lrp.layers.Difference`
-(a sum with a negated input), ``a * b`` of two activations a
-:class:`~lumos.lrp.products.Product` that knows which factor is a gate, and ``x * c``, ``x / c``
-by a constant (a number or a parameter of the model) a one-input ``Product``. ``x * sigmoid(x)``
+``x + y`` becomes :class:`~lumos.lrp.ops.layers.Sum`, ``x - y``
+:class:`~lumos.lrp.ops.layers.Difference`(a sum with a negated input), ``a * b`` of two activations
+a :class:`~lumos.lrp.ops.products.Product` that knows which factor is a gate, and ``x * c``, ``x /
+c`` by a constant (a number or a parameter of the model) a one-input ``Product``. ``x * sigmoid(x)``
 and ``x * hardsigmoid(x)`` written out become ``nn.SiLU`` and ``nn.Hardswish``.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 
 from torch import fx, nn
 
-from lumos.lrp.handlers import op_name
-from lumos.lrp.layers import Difference, Reshape, Sum
-from lumos.lrp.prepgraph import PrepGraph
-from lumos.lrp.products import Product
+from lumos.lrp.capture.graph import PrepGraph
+from lumos.lrp.ops.handlers import op_name
+from lumos.lrp.ops.layers import Difference, Reshape, Sum
+from lumos.lrp.ops.products import Product
 
 #: Activations whose output, multiplied into another activation, makes it a gate.
 GATES: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Hardsigmoid)

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lumos.lrp.ops import LinearOp
+from lumos.lrp.engine.linear import LinearOp
+from lumos.lrp.engine.signed import by_sign, zplus_backward, zplus_denominator, zplus_pair
 from lumos.lrp.rules import IDENTITY, POSITIVE, EpsilonShare, Rule, Term, apply_scale, stabilize
-from lumos.lrp.signed import by_sign, zplus_backward, zplus_denominator, zplus_pair
 
 
 class Route(torch.autograd.Function):
@@ -200,7 +200,7 @@ class RuleLayer:
         dens: list[Tensor | None] = [None] * len(rule.masks)
         inputs: dict[Term, Tensor | None] = {}
         pair, stable = None if pos_only else self._pair, -1
-        if pair is not None:  # z+ on a signed input: one extra pass (lumos.lrp.signed)
+        if pair is not None:  # z+ on a signed input: one extra pass (lumos.lrp.engine.signed)
             eps = rule.stabilizer  # folded into the pass for a plain ratio z / (d + eps)
             plain = not (self.relevance_in or self.masks[pair[0].group])
             dens[pair[0].group], folded = zplus_denominator(
@@ -317,7 +317,7 @@ class RuleLayer:
     def backward(self, saved: dict[str, Any], g: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """``g_in`` for the layer input and the side relevance of constant-input terms."""
         shares = [None if s is None else apply_scale(g, s) for s in saved["scales"]]
-        if saved.get("zplus") is not None:  # z+ on a signed input (lumos.lrp.signed)
+        if saved.get("zplus") is not None:  # z+ on a signed input (lumos.lrp.engine.signed)
             share = shares[saved["zplus"]]
             return None if share is None else zplus_backward(self.op, saved["x"], share), None
         sums: dict[tuple[str, Any, float], tuple[Tensor, Tensor]] = {}

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from lumos.lrp.layers import LINEAR_LAYERS, Affine, Reshape
-from lumos.lrp.prepgraph import PrepGraph
+from lumos.lrp.capture.graph import PrepGraph
+from lumos.lrp.ops.layers import LINEAR_LAYERS, Affine, Reshape
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 
@@ -30,7 +30,7 @@ class FunctionalBatchNorm(_BatchNorm):
 
     It owns the tensors it was given (those of the private copy) and exists only during
     preparation: folding turns it into a layer's weights or an
-    :class:`~lumos.lrp.layers.Affine`.
+    :class:`~lumos.lrp.ops.layers.Affine`.
     """
 
     def __init__(self, running_mean: Tensor, running_var: Tensor, weight: Tensor | None,

@@ -3,11 +3,11 @@
 ``prepare(model)`` returns a ``torch.fx.GraphModule`` that computes what ``model`` computes (in
 eval mode) and in which every node that computes on activations calls a module whose type tells
 the LRP rule: ``nn.Linear`` / ``nn.Conv1d/2d/3d`` (BatchNorm folded in), activations, pooling, and
-:mod:`lumos.lrp.layers` (:class:`~lumos.lrp.layers.Sum`, ``Concat``, ``Reshape``, ``Mean``,
+:mod:`lumos.lrp.ops.layers` (:class:`~lumos.lrp.ops.layers.Sum`, ``Concat``, ``Reshape``, ``Mean``,
 ``Affine``). Nodes that only compute shapes (``x.size(0)``) may stay as they are. The user's model
 is never touched: preparation works on a deep copy, also when it fails.
 
-What cannot be traced or has no rule raises :class:`~lumos.lrp.layers.LRPUnsupportedError`
+What cannot be traced or has no rule raises :class:`~lumos.lrp.ops.layers.LRPUnsupportedError`
 naming the operation or module path and what to do.
 """
 
@@ -20,15 +20,15 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
-from lumos.lrp.attention import ATTENTION_LAYERS, decompose_attention
-from lumos.lrp.canonize import canonize_functions, canonize_modules, op_name
-from lumos.lrp.constants import constant_nodes, materialize_constants
-from lumos.lrp.fold import fold_batchnorms, fold_paddings
-from lumos.lrp.layers import SUPPORTED as _CNN_LAYERS
-from lumos.lrp.layers import LRPUnsupportedError
-from lumos.lrp.norms import NORM_MODULES, NORMS
-from lumos.lrp.prepgraph import PrepGraph
-from lumos.lrp.windows import decompose_windows, record_shapes
+from lumos.lrp.capture.batchnorm import fold_batchnorms, fold_paddings
+from lumos.lrp.capture.graph import PrepGraph
+from lumos.lrp.capture.windows import decompose_windows, record_shapes
+from lumos.lrp.errors import LRPUnsupportedError
+from lumos.lrp.ops.attention import ATTENTION_LAYERS, decompose_attention
+from lumos.lrp.ops.canonize import canonize_functions, canonize_modules, op_name
+from lumos.lrp.ops.constants import constant_nodes, materialize_constants
+from lumos.lrp.ops.layers import SUPPORTED as _CNN_LAYERS
+from lumos.lrp.ops.norms import NORM_MODULES, NORMS
 
 __all__ = ["SUPPORTED", "LRPUnsupportedError", "prepare"]
 
@@ -90,11 +90,11 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
     -------
     torch.fx.GraphModule
         Every activation-computing node is a ``call_module`` on a module from
-        ``lumos.lrp.layers.SUPPORTED``; each module is called by exactly one node. Parameters
+        ``lumos.lrp.ops.layers.SUPPORTED``; each module is called by exactly one node. Parameters
         have ``requires_grad=False``. ``gm.lumos_origin`` maps each module name to the path of the
         user's module it stands for. ``gm.lumos_input_shape`` is the example's shape without the
         batch dimension when the graph holds for inputs of that shape only (torchvision's Swin,
-        :mod:`lumos.lrp.windows`), else None.
+        :mod:`lumos.lrp.capture.windows`), else None.
 
     Raises
     ------

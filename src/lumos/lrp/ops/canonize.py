@@ -1,13 +1,13 @@
 """Turn the operations of a traced graph into modules whose type tells the LRP rule.
 
-One table maps each supported function or tensor method to a handler (:mod:`lumos.lrp.handlers`
-for activations, pooling, reshapes, dropout and functional layers, :mod:`lumos.lrp.arith` for
-sums, differences and products, :mod:`lumos.lrp.fold` for ``F.batch_norm``); one function checks
-the modules the tracer kept as leaves (:mod:`lumos.lrp.leaves`). Handlers rewrite the graph
-through :class:`PrepGraph`, so the result computes exactly what the original did: activations
-become out-of-place activation modules (later readers of an in-place op's input read its output,
-as they did), dropout and stochastic depth (eval) disappear, ``x + y`` becomes :class:`Sum`,
-``a * b`` a :class:`~lumos.lrp.products.Product`, ``torch.cat`` :class:`Concat`, rearrangements
+One table maps each supported function or tensor method to a handler (:mod:`lumos.lrp.ops.handlers`
+for activations, pooling, reshapes, dropout and functional layers, :mod:`lumos.lrp.ops.arith` for
+sums, differences and products, :mod:`lumos.lrp.capture.batchnorm` for ``F.batch_norm``); one
+function checks the modules the tracer kept as leaves (:mod:`lumos.lrp.ops.leaves`). Handlers
+rewrite the graph through :class:`PrepGraph`, so the result computes exactly what the original did:
+activations become out-of-place activation modules (later readers of an in-place op's input read its
+output, as they did), dropout and stochastic depth (eval) disappear, ``x + y`` becomes :class:`Sum`,
+``a * b`` a :class:`~lumos.lrp.ops.products.Product`, ``torch.cat`` :class:`Concat`, rearrangements
 :class:`Reshape`, ``mean`` :class:`Mean`, ``F.interpolate`` :class:`Resample`, functional pooling
 and functional conv/linear their ``torch.nn`` module.
 """
@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lumos.lrp import arith, norms
-from lumos.lrp.attention import ATTENTION_LAYERS, transformer_functions
-from lumos.lrp.constants import constant_nodes
-from lumos.lrp.fold import functional_batchnorm
-from lumos.lrp.handlers import (
+from lumos.lrp.capture.batchnorm import functional_batchnorm
+from lumos.lrp.capture.graph import PrepGraph
+from lumos.lrp.capture.windows import FUNCTIONS_BY_NAME as _WINDOW_FUNCTIONS
+from lumos.lrp.ops import arith, norms
+from lumos.lrp.ops.attention import ATTENTION_LAYERS, transformer_functions
+from lumos.lrp.ops.constants import constant_nodes
+from lumos.lrp.ops.handlers import (
     ADVICE,
     Handler,
     clamp,
@@ -41,10 +43,8 @@ from lumos.lrp.handlers import (
     reshape,
     stochastic_depth,
 )
-from lumos.lrp.layers import ACTIVATIONS, LINEAR_LAYERS, LUMOS_LAYERS, POOLS, Resample
-from lumos.lrp.leaves import COPY_PADS, check_leaf, module_to_reshape, upsample_to_resample
-from lumos.lrp.prepgraph import PrepGraph
-from lumos.lrp.windows import FUNCTIONS_BY_NAME as _WINDOW_FUNCTIONS
+from lumos.lrp.ops.layers import ACTIVATIONS, LINEAR_LAYERS, LUMOS_LAYERS, POOLS, Resample
+from lumos.lrp.ops.leaves import COPY_PADS, check_leaf, module_to_reshape, upsample_to_resample
 
 __all__ = ["FUNCTIONS", "FUNCTIONS_BY_NAME", "canonize_functions", "canonize_modules",
            "op_name"]
@@ -160,7 +160,7 @@ def canonize_modules(g: PrepGraph) -> None:
         elif isinstance(module, nn.Upsample):
             upsample_to_resample(g, node, module)
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-            continue   # folded or made Affine by lumos.lrp.fold
+            continue   # folded or made Affine by lumos.lrp.capture.batchnorm
         elif isinstance(module, norms.NORM_MODULES):
             norms.canonize_norm_module(g, node)
         elif not isinstance(module, LINEAR_LAYERS + ACTIVATIONS + POOLS + LUMOS_LAYERS

@@ -23,10 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
-
-from lumos.lrp.rules import Rule
 
 
 class Product(nn.Module):
@@ -72,77 +69,4 @@ def _short(value: Any) -> str:
     return f"tensor{tuple(value.shape)}" if isinstance(value, Tensor) else repr(value)
 
 
-def Uniform() -> Rule:
-    """Each factor of ``a * b`` gets half of the relevance (all of it if the other is constant)."""
-    return Rule("Uniform", "product")
-
-
-def ConstantGate() -> Rule:
-    """The gate of ``a * b`` is a constant: the gated input gets all of the relevance."""
-    return Rule("ConstantGate", "product", gate=True)
-
-
-def gate_index(module: Product, a: Tensor, b: Tensor) -> int | None:
-    """The input that is the gate: the one preparation marked, else the broadcast one."""
-    if module.gate is not None:
-        return module.gate
-    if a.numel() != b.numel():
-        return 0 if a.numel() < b.numel() else 1
-    return None
-
-
-def shares(module: Product, rule: Rule, a: Tensor, b: Tensor) -> tuple[float, float]:
-    """The fractions of ``R_y`` that ``a`` and ``b`` receive under ``rule``."""
-    live = (a.requires_grad, b.requires_grad)
-    if not all(live):   # a constant factor: the other one takes everything
-        return float(live[0]), float(live[1])
-    gate = gate_index(module, a, b) if rule.gate else None
-    if gate is None:
-        return 0.5, 0.5
-    return (0.0, 1.0) if gate == 0 else (1.0, 0.0)
-
-
-class _Split(torch.autograd.Function):
-    """Forward ``a * b``; backward ``g_a = share_a * b * g`` (summed to ``a``'s shape), same
-    for ``b``."""
-
-    @staticmethod
-    def forward(ctx: Any, a: Tensor, b: Tensor, share_a: float, share_b: float) -> Tensor:
-        ctx.save_for_backward(a, b)
-        ctx.shares = (share_a, share_b)
-        return a * b
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        a, b = ctx.saved_tensors
-        share_a, share_b = ctx.shares
-        grad_a = _share(g, b, share_a, a) if ctx.needs_input_grad[0] else None
-        grad_b = _share(g, a, share_b, b) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b, None, None
-
-
-def _share(g: Tensor, other: Tensor, share: float, like: Tensor) -> Tensor | None:
-    if share == 0.0:
-        return None
-    grad = g * other if share == 1.0 else g * other * share
-    return grad.sum_to_size(like.shape) if grad.shape != like.shape else grad
-
-
-def product_step(module: Product, rule: Rule) -> Any:
-    """The engine step of a :class:`Product` under a ``"product"`` rule."""
-    def step(run: Any, node: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        if len(tensors) != 2:   # a constant factor: the plain gradient is the rule
-            return module(*args, **kwargs)
-        a, b = tensors
-        share_a, share_b = shares(module, rule, a, b)
-        out: Tensor = _Split.apply(a, b, share_a, share_b)
-        return out
-    return step
-
-
-#: The product rule of the CNN composites (and of products no composite maps).
-DEFAULT = ConstantGate
-
-__all__ = ["DEFAULT", "ConstantGate", "Product", "Uniform", "gate_index", "product_step",
-           "shares"]
+__all__ = ["Product"]

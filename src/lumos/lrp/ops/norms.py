@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from lumos.lrp.prepgraph import PrepGraph, node_inputs
-from lumos.lrp.rules import Rule
+from lumos.lrp.capture.graph import PrepGraph, node_inputs
 
 Kind = Literal["layer", "group", "rms", "l2"]
 
@@ -100,38 +99,6 @@ class Normalization(nn.Module):
 NORMS: tuple[type[nn.Module], ...] = (Normalization,)
 
 
-def StdConstant() -> Rule:
-    """AttnLRP's identity rule for normalisation: ``1 / std`` constant, the rest linear."""
-    return Rule("StdConstant", "std-constant", stabilizer=0.0)
-
-
-class _StdConstantLayerNorm(torch.autograd.Function):
-    """LayerNorm forward in one fused call; backward with ``1 / std`` constant:
-    ``g_x = rstd * (g w - mean(g w))`` over the normalised dimensions."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, module: Normalization) -> Tensor:
-        out, _, rstd = torch.native_layer_norm(x, list(module.shape), module.weight,
-                                               module.bias, module.eps)
-        ctx.rstd, ctx.weight, ctx.dims = rstd, module.weight, module._dims(x)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None]:
-        gw = g if ctx.weight is None else g * ctx.weight
-        shift = gw.mean(ctx.dims, keepdim=True).mul_(ctx.rstd).neg_()
-        return torch.addcmul(shift, gw, ctx.rstd), None
-
-
-def norm_step(module: Normalization, rule: Rule) -> Any:
-    """The engine step of a :class:`Normalization` under ``rule``; None: the plain gradient."""
-    if rule.kind != "std-constant":
-        return None
-    if module.kind == "layer":  # the common case, fused: 3 passes instead of about 11
-        return lambda run, node, args, kwargs: _StdConstantLayerNorm.apply(args[0], module)
-    return lambda run, node, args, kwargs: module.normalize(args[0], constant_std=True)
-
-
 # ---- preparation ------------------------------------------------------------------------------
 def from_module(module: nn.Module) -> Normalization | None:
     """The :class:`Normalization` standing for a torch.nn normalisation module, else None."""
@@ -195,5 +162,5 @@ def _functional(g: PrepGraph, node: fx.Node) -> None:
 #: Functional normalisations and their handler (for :mod:`lumos.lrp.canonize`).
 FUNCTIONS: dict[Any, Any] = dict.fromkeys(_ARGS, _functional)
 
-__all__ = ["FUNCTIONS", "NORMS", "NORM_MODULES", "Normalization", "StdConstant",
-           "canonize_norm_module", "from_module", "norm_step"]
+__all__ = ["FUNCTIONS", "NORMS", "NORM_MODULES", "Normalization", "canonize_norm_module",
+           "from_module"]

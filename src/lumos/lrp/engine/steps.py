@@ -1,10 +1,11 @@
 """Step functions: how one module call of a prepared model runs under its LRP rule.
 
 A step takes the run's state, the graph node, and the call's arguments, and returns the module's
-output as a tensor whose backward pass carries relevance (:mod:`lumos.lrp.propagate`): the plain
-module (its gradient is the rule), Pass and Norm through :class:`~lumos.lrp.propagate.Route`,
-weighted layers through :class:`~lumos.lrp.propagate.RuleLayer`; products have theirs in
-:mod:`lumos.lrp.products`. :class:`lumos.lrp.engine.LRP` picks one step per node.
+output as a tensor whose backward pass carries relevance (:mod:`lumos.lrp.engine.propagate`): the
+plain module (its gradient is the rule), Pass and Norm through
+:class:`~lumos.lrp.engine.propagate.Route`, weighted layers through
+:class:`~lumos.lrp.engine.propagate.RuleLayer`; products have theirs in
+:mod:`lumos.lrp.ops.products`. :class:`lumos.lrp.engine.LRP` picks one step per node.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
-from lumos.lrp.layers import LRPUnsupportedError
-from lumos.lrp.propagate import Route, RuleLayer
+from lumos.lrp.engine.propagate import Route, RuleLayer
+from lumos.lrp.errors import LRPUnsupportedError
 from lumos.lrp.rules import IDENTITY, EpsilonShare, Rule, safe_ratio, stabilize
 
 # ReLU-like layers whose gradient already is act(z) / z: Pass is their plain gradient.

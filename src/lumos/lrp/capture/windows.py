@@ -9,13 +9,13 @@ that shape with operations the existing rules cover (:func:`decompose_windows`):
 
 - zero padding to window multiples, the cyclic shift (``torch.roll``), window partition and
   reverse, cropping, and patch merging's strided slices: rearrangements
-  (:class:`~lumos.lrp.layers.Reshape`, :class:`~lumos.lrp.layers.Concat`);
+  (:class:`~lumos.lrp.ops.layers.Reshape`, :class:`~lumos.lrp.ops.layers.Concat`);
 - ``qkv`` and ``proj``: the model's ``nn.Linear`` layers (in v2 the key bias is zero, as
   torchvision computes it);
-- the scores ``q kᵀ`` and ``weights · v``: :class:`~lumos.lrp.attention.MatMul`; the softmax:
+- the scores ``q kᵀ`` and ``weights · v``: :class:`~lumos.lrp.ops.attention.MatMul`; the softmax:
   ``nn.Softmax`` (AttnLRP's rule, or CP-LRP's constant weights);
-- v1: ``q * head_dim ** -0.5`` (:class:`~lumos.lrp.attention.Scale`); v2's cosine attention:
-  ``q`` and ``k`` through an ``l2`` :class:`~lumos.lrp.norms.Normalization` (its norm a constant
+- v1: ``q * head_dim ** -0.5`` (:class:`~lumos.lrp.ops.attention.Scale`); v2's cosine attention:
+  ``q`` and ``k`` through an ``l2`` :class:`~lumos.lrp.ops.norms.Normalization` (its norm a constant
   under the identity rule), the scores times the clamped ``exp(logit_scale)`` (a constant
   multiplier, ``Scale``);
 - the relative position bias (v2: ``16 sigmoid(cpb_mlp(table))``) and the shifted-window mask
@@ -23,9 +23,9 @@ that shape with operations the existing rules cover (:func:`decompose_windows`):
   once, relevance *sinks* that :meth:`lumos.LRP.explain` reports as
   ``"<module>.relative_position_bias (sink)"`` and ``"<module>.attn_mask (sink)"``.
 
-The prepared graph then holds for that spatial size only: :func:`lumos.lrp.prepare.prepare` marks
-it (``gm.lumos_input_shape``) and :class:`lumos.LRP` prepares again for an input of another size.
-Nothing outside the private copy changes (torchvision is not patched).
+The prepared graph then holds for that spatial size only: :func:`lumos.lrp.capture.prepare.prepare`
+marks it (``gm.lumos_input_shape``) and :class:`lumos.LRP` prepares again for an input of another
+size. Nothing outside the private copy changes (torchvision is not patched).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from lumos.lrp.attention import MatMul, Scale
-from lumos.lrp.layers import LRPUnsupportedError
-from lumos.lrp.norms import Normalization
-from lumos.lrp.prepgraph import PrepGraph
+from lumos.lrp.capture.graph import PrepGraph
+from lumos.lrp.errors import LRPUnsupportedError
+from lumos.lrp.ops.attention import MatMul, Scale
+from lumos.lrp.ops.norms import Normalization
 
 _MODULE = "torchvision.models.swin_transformer"
 #: Mask value torchvision adds between tokens of different parts of a shifted window.
@@ -275,7 +275,7 @@ def _refuse(g: PrepGraph, node: fx.Node) -> None:
                   "traceable operations (matmul, softmax, roll, reshape)")
 
 
-#: torchvision's Swin functions that torch.fx cannot see into (for :mod:`lumos.lrp.canonize`).
+#: torchvision's Swin functions that torch.fx cannot see into (for :mod:`lumos.lrp.ops.canonize`).
 FUNCTIONS_BY_NAME: dict[str, Any] = {
     f"{_MODULE}.{name}": _refuse
     for name in ("shifted_window_attention", "_get_relative_position_bias",

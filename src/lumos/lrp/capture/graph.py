@@ -1,8 +1,8 @@
 """The working state of model preparation: a traced graph, the modules it calls, and provenance.
 
-:mod:`lumos.lrp.canonize` and :mod:`lumos.lrp.fold` rewrite the graph through the small API of
-:class:`PrepGraph` (replace a node by a module call, drop a node, name a new module, raise an
-error that names the source), so that each pass stays a few lines about its own concern.
+:mod:`lumos.lrp.ops.canonize` and :mod:`lumos.lrp.capture.batchnorm` rewrite the graph through the
+small API of :class:`PrepGraph` (replace a node by a module call, drop a node, name a new module,
+raise an error that names the source), so that each pass stays a few lines about its own concern.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import fx, nn
 
-from lumos.lrp.layers import LRPUnsupportedError
+from lumos.lrp.errors import LRPUnsupportedError
 
 #: Tensor methods and attributes that read a tensor's metadata, never its values.
 SHAPE_METHODS = frozenset({"size", "dim", "numel", "nelement", "ndimension"})

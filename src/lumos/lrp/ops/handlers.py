@@ -1,9 +1,9 @@
 """Graph-rewriting handlers for functional operations: each turns one traced call into a module.
 
-A handler takes the :class:`~lumos.lrp.prepgraph.PrepGraph` and one ``call_function`` /
+A handler takes the :class:`~lumos.lrp.capture.graph.PrepGraph` and one ``call_function`` /
 ``call_method`` node and rewrites that node (or leaves a pure shape computation alone). The table
-that maps functions to handlers is in :mod:`lumos.lrp.canonize`; the handlers of operations with
-their own LRP concept live next to their rules (:mod:`lumos.lrp.sums`, :mod:`lumos.lrp.products`).
+that maps functions to handlers is in :mod:`lumos.lrp.ops.canonize`; the handlers of operations with
+their own LRP concept have modules of their own (:mod:`lumos.lrp.ops.arith`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from lumos.lrp.layers import Concat, Mean, Reshape
-from lumos.lrp.prepgraph import PrepGraph, node_inputs
+from lumos.lrp.capture.graph import PrepGraph, node_inputs
+from lumos.lrp.ops.layers import Concat, Mean, Reshape
 
 Handler = Callable[[PrepGraph, fx.Node], None]
 

@@ -26,11 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from lumos.lrp.constants import Constant
-from lumos.lrp.layers import LRPUnsupportedError, Reshape, Sum
-from lumos.lrp.prepgraph import PrepGraph, node_inputs
-from lumos.lrp.propagate import Route
-from lumos.lrp.rules import Rule
+from lumos.lrp.capture.graph import PrepGraph, node_inputs
+from lumos.lrp.errors import LRPUnsupportedError
+from lumos.lrp.ops.constants import Constant
+from lumos.lrp.ops.layers import Reshape, Sum
 
 Handler = Callable[[PrepGraph, fx.Node], None]
 
@@ -89,44 +88,6 @@ PROJECTION: tuple[type[nn.Module], ...] = (Projection,)
 MATMUL: tuple[type[nn.Module], ...] = (MatMul,)
 SOFTMAX: tuple[type[nn.Module], ...] = (nn.Softmax,)
 ATTENTION_LAYERS: tuple[type[nn.Module], ...] = (MatMul, Scale, nn.Softmax, Constant)
-
-
-# ---- rules -----------------------------------------------------------------------------------
-def ConstantWeights() -> Rule:
-    """CP-LRP on softmax: its output is a constant, no relevance reaches the scores."""
-    return Rule("ConstantWeights", "constant")
-
-
-def AttnSoftmax() -> Rule:
-    """AttnLRP's softmax rule ``R_x = x ⊙ (R_s - s Σ R_s)``, which is gradient times input."""
-    return Rule("AttnSoftmax", "gradient")
-
-
-def uniform_step(module: nn.Module, live: list[bool]) -> Any:
-    """The engine step of a :class:`MatMul` under a product rule: equal shares of the relevance
-    for the factors that depend on the input (``live``), ``R_a = a ⊙ ((R_y / (k y)) bᵀ)``.
-
-    For ``k = 2`` this is AttnLRP's uniform rule; under CP-LRP the attention weights are
-    constants (``k = 1``) and the values take all of it.
-    """
-    share = 1.0 / max(1, sum(live))
-
-    def step(run: Any, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        y = module(*args, **kwargs)
-        if share == 1.0:
-            return y
-        out: Tensor = Route.apply(y, y.detach(), share)
-        return out
-    return step
-
-
-def constant_output_step(module: nn.Module) -> Any:
-    """The engine step of a layer whose output LRP treats as a constant (CP-LRP softmax)."""
-    def step(run: Any, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        with torch.no_grad():
-            out: Tensor = module(*args, **kwargs)
-        return out
-    return step
 
 
 # ---- preparation: nn.MultiheadAttention ------------------------------------------------------
@@ -339,43 +300,15 @@ def transformer_functions(base: dict[Any, Handler]) -> dict[Any, Handler]:
     return table
 
 
-def transformer_step(module: nn.Module, rule: Rule, live: Callable[[], list[bool]]) -> Any:
-    """The engine step for a transformer layer under ``rule``, or None (the engine's own).
-
-    Raises
-    ------
-    LRPUnsupportedError
-        A transformer rule on a layer it does not apply to.
-    """
-    from lumos.lrp.constants import constant_step
-    from lumos.lrp.norms import Normalization, norm_step
-
-    if isinstance(module, Constant):
-        return constant_step(module)
-    if isinstance(module, Normalization):
-        return norm_step(module, rule)
-    if isinstance(module, MatMul) and rule.kind == "product":
-        return uniform_step(module, live())
-    if rule.kind == "constant":
-        return constant_output_step(module)
-    if rule.kind == "std-constant":
-        raise LRPUnsupportedError(f"rule {rule.name} applies to normalisation layers, not to "
-                                  f"{type(module).__name__}")
-    return None
-
-
 __all__ = [
     "ATTENTION_LAYERS",
     "MATMUL",
     "PROJECTION",
     "SOFTMAX",
     "AttentionOps",
-    "AttnSoftmax",
-    "ConstantWeights",
     "MatMul",
     "Projection",
     "Scale",
     "decompose_attention",
     "transformer_functions",
-    "transformer_step",
 ]

@@ -1,8 +1,8 @@
 """Leaf modules of a traced model: keep supported ones (out-of-place), rewrite or drop the rest.
 
-:func:`lumos.lrp.canonize.canonize_modules` dispatches each ``call_module`` node here: padding,
-flatten and unflatten modules become :class:`~lumos.lrp.layers.Reshape`, ``nn.Upsample``
-:class:`~lumos.lrp.layers.Resample`, in-place activations are made out-of-place and convolutions
+:func:`lumos.lrp.ops.canonize.canonize_modules` dispatches each ``call_module`` node here: padding,
+flatten and unflatten modules become :class:`~lumos.lrp.ops.layers.Reshape`, ``nn.Upsample``
+:class:`~lumos.lrp.ops.layers.Resample`, in-place activations are made out-of-place and convolutions
 with non-zero padding modes get their padding as a separate step.
 """
 
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from lumos.lrp.layers import LINEAR_LAYERS, Resample, Reshape
-from lumos.lrp.prepgraph import PrepGraph
+from lumos.lrp.capture.graph import PrepGraph
+from lumos.lrp.ops.layers import LINEAR_LAYERS, Resample, Reshape
 
 #: Padding modules that copy border elements, with their ``F.pad`` mode.
 COPY_PADS: dict[type[nn.Module], str] = {

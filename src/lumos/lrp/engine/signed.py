@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lumos.lrp.ops import LinearOp
+from lumos.lrp.engine.linear import LinearOp
 from lumos.lrp.rules import NEGATIVE, POSITIVE, Term
 
 #: ``|W| / 2 = W+ - W / 2`` and ``W / 2`` as parameter modifiers.

@@ -1,11 +1,11 @@
 """Modules that stand in for functional operations in a prepared model.
 
-:func:`lumos.lrp.prepare.prepare` rewrites a traced model so that every operation that computes
-on activations is a module call; the module's type tells the LRP engine which rule applies.
+:func:`lumos.lrp.capture.prepare.prepare` rewrites a traced model so that every operation that
+computes on activations is a module call; the module's type tells the LRP engine which rule applies.
 Standard ``torch.nn`` types cover layers, activations and pooling. The few operations that have no
 ``torch.nn`` module of their own (sums and differences of branches, concatenation, pure
 rearrangements, means over dimensions, a BatchNorm that cannot be folded, resampling) get the
-small modules below; element-wise products get :class:`~lumos.lrp.products.Product`.
+small modules below; element-wise products get :class:`~lumos.lrp.ops.products.Product`.
 
 Every module here computes exactly what the replaced operation computed, so the prepared model
 gives the same outputs as the original.
@@ -20,14 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lumos.lrp.products import Product
-
-
-class LRPUnsupportedError(ValueError):
-    """A model holds an operation or module that LRP preparation cannot trace or has no rule for.
-
-    The message names the operation or the module path and says what the user can do.
-    """
+from lumos.lrp.ops.products import Product
 
 
 class Sum(nn.Module):

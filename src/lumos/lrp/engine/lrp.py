@@ -1,14 +1,14 @@
 """The LRP attributor: one forward and one backward pass through a prepared copy of the model.
 
 ``LRP(model, composite)`` prepares a private copy of ``model`` once (torch.fx, BatchNorm folded,
-functional ops turned into modules; :mod:`lumos.lrp.prepare`), maps each layer to its rule with
-the composite, and runs the copy with autograd functions whose backward pass *is* relevance
-propagation (:mod:`lumos.lrp.propagate`). The user's model is never run, changed or hooked.
+functional ops turned into modules; :mod:`lumos.lrp.capture.prepare`), maps each layer to its rule
+with the composite, and runs the copy with autograd functions whose backward pass *is* relevance
+propagation (:mod:`lumos.lrp.engine.propagate`). The user's model is never run, changed or hooked.
 
 The prepared copy is cached and re-made when the user's model changes (parameter or buffer
 replaced, resized, moved, or modified in place, or a submodule swapped), and, for a copy that
-holds for one input size only (torchvision's Swin, :mod:`lumos.lrp.windows`), when an input of
-another size comes.
+holds for one input size only (torchvision's Swin, :mod:`lumos.lrp.capture.windows`), when an
+input of another size comes.
 """
 
 from __future__ import annotations
@@ -26,15 +26,13 @@ from lumos.attribution.checks import check_input
 from lumos.attribution.targets import Target, TargetLike
 from lumos.explanation import Explanation
 from lumos.lrp import composites as comp
-from lumos.lrp import products
-from lumos.lrp.attention import Scale, transformer_step
-from lumos.lrp.constants import add_sinks, live_nodes, sink_args
-from lumos.lrp.layers import Concat, LRPUnsupportedError, Reshape, Sum
-from lumos.lrp.ops import WEIGHTED
-from lumos.lrp.propagate import RuleLayer, Tap
-from lumos.lrp.report import conservation_report, side_relevance
-from lumos.lrp.rules import Rule, safe_ratio
-from lumos.lrp.steps import (
+from lumos.lrp.engine.attention import transformer_step
+from lumos.lrp.engine.linear import WEIGHTED
+from lumos.lrp.engine.products import product_step
+from lumos.lrp.engine.propagate import RuleLayer, Tap
+from lumos.lrp.engine.report import conservation_report, side_relevance
+from lumos.lrp.engine.sinks import add_sinks, live_nodes, sink_args
+from lumos.lrp.engine.steps import (
     Run,
     Step,
     is_plain_epsilon,
@@ -44,6 +42,11 @@ from lumos.lrp.steps import (
     plain,
     weighted_step,
 )
+from lumos.lrp.errors import LRPUnsupportedError
+from lumos.lrp.ops.attention import Scale
+from lumos.lrp.ops.layers import Concat, Reshape, Sum
+from lumos.lrp.ops.products import Product
+from lumos.lrp.rules import Rule, safe_ratio
 
 RelevanceLike = Tensor | Callable[[Tensor], Tensor] | None
 # Layers whose output is >= 0, whose relevance below zero is zero, that keep the sign.
@@ -106,10 +109,10 @@ class _Program:
         if rule.kind == "pass":
             return passthrough(module, name)
         if rule.kind == "product":
-            if not isinstance(module, products.Product):
+            if not isinstance(module, Product):
                 raise LRPUnsupportedError(f"rule {rule.name} is for products of activations, "
                                           f"but '{name}' is {type(module).__name__}")
-            return products.product_step(module, rule)
+            return product_step(module, rule)
         weighted = isinstance(module, WEIGHTED)
         if rule.kind == "norm" or (not weighted and is_plain_epsilon(rule)):
             relu = self._fusable_relu(node)
@@ -217,8 +220,8 @@ def _default_rule(module: nn.Module) -> Rule:
 
     if isinstance(module, comp.ACTIVATION):
         return rules.Pass()
-    if isinstance(module, products.Product):
-        return products.DEFAULT()
+    if isinstance(module, Product):
+        return rules.DEFAULT_PRODUCT()
     if isinstance(module, (*comp.SUM, *comp.AVG_POOL)):
         return rules.Norm()
     return rules.Gradient()
@@ -236,7 +239,7 @@ def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
 
 
 def _prepare(model: nn.Module, example: Tensor) -> fx.GraphModule:
-    from lumos.lrp.prepare import prepare
+    from lumos.lrp.capture.prepare import prepare
 
     gm = prepare(model, example)
     if example.device.type == "cpu":  # oneDNN convolutions are faster with channels-last weights

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lumos.lrp.layers import Affine
+from lumos.lrp.ops.layers import Affine
 from lumos.lrp.rules import ParamMod, modify
 
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, Affine)
@@ -28,8 +28,8 @@ class LinearOp:
     Parameters
     ----------
     module : nn.Module
-        A ``nn.Linear``, ``nn.Conv1d/2d/3d`` or :class:`~lumos.lrp.layers.Affine` of the prepared
-        model (never the user's).
+        A ``nn.Linear``, ``nn.Conv1d/2d/3d`` or :class:`~lumos.lrp.ops.layers.Affine` of the
+        prepared         model (never the user's).
     """
 
     def __init__(self, module: nn.Module) -> None:
