@@ -25,9 +25,11 @@ from torch import Tensor, nn
 
 from lumos.lrp import rules
 from lumos.lrp.ops.attention import MATMUL, PROJECTION, SOFTMAX
+from lumos.lrp.ops.elementwise import Power
 from lumos.lrp.ops.layers import Affine, Difference, Mean, Resample, Sum
 from lumos.lrp.ops.norms import NORMS
 from lumos.lrp.ops.products import Product
+from lumos.lrp.ops.reductions import Summation
 from lumos.lrp.rules import Rule, StabilizerLike
 
 Group = type | tuple[type, ...]
@@ -41,9 +43,11 @@ WEIGHTED: tuple[type, ...] = (*CONVOLUTION, *DENSE)
 ACTIVATION: tuple[type, ...] = (
     nn.ELU, nn.Hardshrink, nn.Hardsigmoid, nn.Hardtanh, nn.Hardswish, nn.LeakyReLU, nn.LogSigmoid,
     nn.PReLU, nn.ReLU, nn.ReLU6, nn.RReLU, nn.SELU, nn.CELU, nn.GELU, nn.Sigmoid, nn.SiLU,
-    nn.Mish, nn.Softplus, nn.Softshrink, nn.Softsign, nn.Tanh, nn.Tanhshrink, nn.Threshold)
+    nn.Mish, nn.Softplus, nn.Softshrink, nn.Softsign, nn.Tanh, nn.Tanhshrink, nn.Threshold,
+    Power)
+#: Average pooling, means and sums over dimensions (pooling by sum).
 AVG_POOL: tuple[type, ...] = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
-                              nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, Mean)
+                              nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, Mean, Summation)
 SUM: tuple[type, ...] = (Sum, Difference)
 AFFINE: tuple[type, ...] = (Affine, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 #: Element-wise products of activations (gates, squeeze-excitation): :mod:`lumos.lrp.ops.products`.

@@ -269,6 +269,12 @@ def AttnSoftmax() -> Rule:
     return Rule("AttnSoftmax", "gradient")
 
 
+def Detach() -> Rule:
+    """The layer's output is a constant: no relevance flows into its inputs (norms that
+    normalise, masks, indices; :class:`~lumos.lrp.ops.elementwise.Detached`)."""
+    return Rule("Detach", "constant")
+
+
 def StdConstant() -> Rule:
     """AttnLRP's identity rule for normalisation: ``1 / std`` constant, the rest linear."""
     return Rule("StdConstant", "std-constant", stabilizer=0.0)
@@ -278,5 +284,5 @@ def StdConstant() -> Rule:
 DEFAULT_PRODUCT = ConstantGate
 
 __all__ = ["DEFAULT_PRODUCT", "AlphaBeta", "AttnSoftmax", "ConstantGate", "ConstantWeights",
-           "Epsilon", "Flat", "Gamma", "Gradient", "Norm", "Pass", "Rule", "StdConstant", "Term",
+           "Detach", "Epsilon", "Flat", "Gamma", "Gradient", "Norm", "Pass", "Rule", "StdConstant", "Term",
            "Uniform", "WSquare", "ZBox", "ZPlus", "modify", "stabilize"]

@@ -90,7 +90,6 @@ def bn_scale_shift(bn: Any, node: fx.Node, g: PrepGraph) -> tuple[Tensor, Tensor
 
 def fold_batchnorms(g: PrepGraph) -> None:
     """Fold every BatchNorm into the layer before it where exact, else make it :class:`Affine`."""
-    g.mark_shapes()
     for node in list(g.graph.nodes):
         if node.op != "call_module" or not isinstance(g.modules[str(node.target)], _BatchNorm):
             continue

@@ -1,22 +1,28 @@
-"""The working state of model preparation: a traced graph, the modules it calls, and provenance.
+"""The working state of model preparation: a captured graph, the modules it calls, provenance.
 
-:mod:`lumos.lrp.ops.canonize` and :mod:`lumos.lrp.capture.batchnorm` rewrite the graph through the
-small API of :class:`PrepGraph` (replace a node by a module call, drop a node, name a new module,
-raise an error that names the source), so that each pass stays a few lines about its own concern.
+The op vocabulary's handlers (:mod:`lumos.lrp.ops.canonize`) and the folding passes rewrite the
+graph through the small API of :class:`PrepGraph` (replace a node by a module call, drop a node,
+name a new module, raise an error that names the source), so that each pass stays a few lines
+about its own concern. Every captured node carries the example's value and what it depends on
+(:mod:`lumos.lrp.capture.values`), which classifies it: an *activation* (computed from the
+input's data, carries relevance), a *constant tensor* (from parameters, constants or the input's
+shape alone), a *shape* (a Python value: a size, a dtype), or *detached* (computed from the
+input's data only through operations whose output carries no relevance: a norm used to
+normalise, a comparison, an index).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import fx, nn
+from torch import Tensor, fx, nn
 
+from lumos.lrp.capture.values import CONST, DATA, DEPENDS, SOURCE, VALUE, format_line
 from lumos.lrp.errors import LRPUnsupportedError
 
-#: Tensor methods and attributes that read a tensor's metadata, never its values.
+#: Tensor methods that read a tensor's metadata (the batch size), never its values.
 SHAPE_METHODS = frozenset({"size", "dim", "numel", "nelement", "ndimension"})
 SHAPE_ATTRS = frozenset({"shape", "ndim", "dtype", "device", "is_cuda"})
 
@@ -35,16 +41,24 @@ def node_inputs(arg: Any) -> Iterator[fx.Node]:
         yield from node_inputs((arg.start, arg.stop, arg.step))
 
 
-def _is_shape_read(node: fx.Node) -> bool:
+def is_shape_read(node: fx.Node) -> bool:
+    """A node that reads a tensor's size (the batch size kept symbolic by the capture)."""
     if node.op == "call_method":
         return node.target in SHAPE_METHODS
     return (node.op == "call_function" and node.target is getattr
             and len(node.args) > 1 and node.args[1] in SHAPE_ATTRS)
 
 
+def _holds_tensor(value: Any) -> bool:
+    """A tensor, or a tuple / list holding one (the pieces of ``split``)."""
+    if isinstance(value, Tensor):
+        return True
+    return isinstance(value, (tuple, list)) and any(_holds_tensor(v) for v in value)
+
+
 @dataclass
 class PrepGraph:
-    """A traced model while preparation rewrites it.
+    """A captured model while preparation rewrites it.
 
     Attributes
     ----------
@@ -53,35 +67,49 @@ class PrepGraph:
     modules : dict[str, nn.Module]
         Every module a ``call_module`` node may target, by qualified name.
     attrs : dict[str, Any]
-        Values of ``get_attr`` nodes (parameters and buffers used functionally).
+        Values of ``get_attr`` nodes (parameters, buffers and folded constants).
     origin : dict[str, str]
-        Prepared module name → path of the user's module it stands for.
+        Prepared module (or constant) name → path of the user's module (or tensor) it stands for.
+    detached : set of fx.Node
+        Nodes computed from the input's data only through operations without relevance
+        (kept as plain operations; nothing flows back into them).
     """
 
     graph: fx.Graph
     modules: dict[str, nn.Module]
     attrs: dict[str, Any]
     origin: dict[str, str] = field(default_factory=dict)
-    _shape: set[fx.Node] = field(default_factory=set)
+    detached: set[fx.Node] = field(default_factory=set)
 
     # ---- classification -------------------------------------------------------------------
-    def mark_shapes(self) -> None:
-        """Find the nodes that compute only on shapes (``x.size(0)``, ``x.shape[2:]``, ints)."""
-        self._shape = set()
-        for node in self.graph.nodes:
-            if node.op not in ("call_function", "call_method"):
-                continue
-            ins = list(node_inputs((node.args, node.kwargs)))
-            if _is_shape_read(node) or (ins and all(n in self._shape for n in ins)):
-                self._shape.add(node)
-
     def is_shape(self, node: Any) -> bool:
-        """True for a node (or constant) that carries no activation values."""
-        return not isinstance(node, fx.Node) or node in self._shape
+        """True for a Python value or a node whose value is not a tensor (sizes, dtypes)."""
+        if not isinstance(node, fx.Node):
+            return True
+        if VALUE in node.meta:
+            return not _holds_tensor(node.meta[VALUE])
+        return is_shape_read(node)
 
     def is_tensor(self, arg: Any) -> bool:
-        """True for a node that carries activations (or parameters)."""
-        return isinstance(arg, fx.Node) and arg not in self._shape
+        """True for a node whose value is a tensor (activations, parameters, constants)."""
+        return isinstance(arg, fx.Node) and not self.is_shape(arg)
+
+    def is_live(self, arg: Any) -> bool:
+        """True for a tensor computed from the input's data that carries relevance."""
+        if not self.is_tensor(arg) or arg in self.detached:
+            return False
+        return arg.meta.get(DEPENDS, DATA) == DATA
+
+    def is_constant(self, arg: Any) -> bool:
+        """True for a tensor that does not depend on the input's data (parameters, constants,
+        tensors made from the input's shape)."""
+        return self.is_tensor(arg) and arg.meta.get(DEPENDS, DATA) != DATA
+
+    def value(self, node: Any) -> Any:
+        """The example's value of a node (Python values as they are; None when unknown)."""
+        if isinstance(node, fx.Node):
+            return node.meta.get(VALUE)
+        return node
 
     # ---- provenance and errors --------------------------------------------------------------
     def path(self, node: fx.Node) -> str:
@@ -97,7 +125,7 @@ class PrepGraph:
         """An error naming the operation, its module path, its source line and what to do."""
         where = (f"at '{self.path(node)}'" if node.op == "call_module"
                  else f"in module '{self.path(node)}'")
-        line = _source_line(node)
+        line = format_line(node.meta.get(SOURCE))
         if line:
             where += f" ({line})"
         return LRPUnsupportedError(f"{what} {where} has no LRP rule: {todo}")
@@ -124,21 +152,51 @@ class PrepGraph:
 
         ``name`` None: a functional op; the module is named ``<owner path>.lumos_<node name>``
         and, having no module of the user behind it, is its own origin (a unique name). Otherwise
-        the module stands for the user's module at ``self.path(node)``.
+        the module stands for the user's module at ``self.path(node)``. The new node computes
+        what ``node`` computed and keeps its meta (value, source line).
         """
-        owner = self.path(node)
-        if name is None:
-            prefix = "" if owner == "<root>" else owner + "."
-            target = self.new_name(f"{prefix}lumos_{node.name}")
-            self.add_module(target, module, target)
-        else:
-            target = self.add_module(name, module, owner)
+        target = self._target(node, module, name)
         with self.graph.inserting_after(node):
             new = self.graph.call_module(target, args, kwargs or {})
         new.meta = dict(node.meta)
         node.replace_all_uses_with(new)
         self.graph.erase_node(node)
         return new
+
+    def insert(self, node: fx.Node, module: nn.Module, args: tuple[Any, ...],
+               suffix: str) -> fx.Node:
+        """A new call of ``module`` before ``node`` (an intermediate step of what ``node``
+        computes: same module path and source line, no example value)."""
+        owner = self.path(node)
+        prefix = "" if owner == "<root>" else owner + "."
+        target = self.new_name(f"{prefix}lumos_{node.name}_{suffix}")
+        self.add_module(target, module, target)
+        with self.graph.inserting_before(node):
+            new = self.graph.call_module(target, args)
+        new.meta = {k: v for k, v in node.meta.items() if k != VALUE}
+        return new
+
+    def call(self, fn: Any, args: tuple[Any, ...], like: fx.Node) -> fx.Node:
+        """A new ``fn(*args)`` node before ``like`` (part of what ``like`` computes), with its
+        example value and dependence computed from its arguments'."""
+        with self.graph.inserting_before(like):
+            new = self.graph.call_function(fn, args)
+        new.meta = {k: v for k, v in like.meta.items() if k not in (VALUE, DEPENDS)}
+        inputs = list(node_inputs(args))
+        if all(VALUE in n.meta for n in inputs):
+            new.meta[VALUE] = fn(*fx.map_arg(args, lambda n: n.meta[VALUE]))
+        kinds = {n.meta.get(DEPENDS, DATA) for n in inputs}
+        new.meta[DEPENDS] = DATA if DATA in kinds else min(kinds, default=CONST)
+        return new
+
+    def _target(self, node: fx.Node, module: nn.Module, name: str | None) -> str:
+        if name is not None:
+            return self.add_module(name, module, self.path(node))
+        owner = self.path(node)
+        prefix = "" if owner == "<root>" else owner + "."
+        target = self.new_name(f"{prefix}lumos_{node.name}")
+        self.add_module(target, module, target)
+        return target
 
     def bypass(self, node: fx.Node, source: Any) -> None:
         """Remove ``node`` (an identity), its users reading ``source`` instead."""
@@ -157,11 +215,4 @@ class PrepGraph:
                 node.replace_input_with(source, new)
 
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _source_line(node: fx.Node) -> str:
-    trace = node.meta.get("stack_trace") or node.stack_trace or ""
-    lines = [ln.strip() for ln in str(trace).splitlines() if ln.strip().startswith("File ")
-             and f"{os.sep}torch{os.sep}" not in ln and _HERE not in ln]   # the user's line
-    return lines[-1].replace("File ", "", 1) if lines else ""
+__all__ = ["SHAPE_ATTRS", "SHAPE_METHODS", "PrepGraph", "is_shape_read", "node_inputs"]

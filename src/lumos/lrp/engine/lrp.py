@@ -45,6 +45,7 @@ from lumos.lrp.engine.steps import (
 from lumos.lrp.errors import LRPUnsupportedError
 from lumos.lrp.ops.attention import Scale
 from lumos.lrp.ops.layers import Concat, Reshape, Sum
+from lumos.lrp.ops.elementwise import Detached
 from lumos.lrp.ops.products import Product
 from lumos.lrp.rules import Rule, safe_ratio
 
@@ -220,6 +221,8 @@ def _default_rule(module: nn.Module) -> Rule:
 
     if isinstance(module, comp.ACTIVATION):
         return rules.Pass()
+    if isinstance(module, Detached):
+        return rules.Detach()
     if isinstance(module, Product):
         return rules.DEFAULT_PRODUCT()
     if isinstance(module, (*comp.SUM, *comp.AVG_POOL)):

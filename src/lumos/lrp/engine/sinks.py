@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, fx, nn
 
-from lumos.lrp.capture.graph import _is_shape_read as is_shape_read
+from lumos.lrp.capture.graph import is_shape_read
 from lumos.lrp.ops.constants import Constant
 
 

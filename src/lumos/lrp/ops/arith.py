@@ -15,6 +15,7 @@ from typing import Any
 from torch import fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph
+from lumos.lrp.ops.constants import constant_node
 from lumos.lrp.ops.handlers import op_name
 from lumos.lrp.ops.layers import Difference, Reshape, Sum
 from lumos.lrp.ops.products import Product
@@ -30,39 +31,55 @@ def _alpha(node: fx.Node) -> Any:
     return node.args[2] if len(node.args) > 2 else node.kwargs.get("alpha", 1)
 
 
-def _two_activations(g: PrepGraph, node: fx.Node) -> bool:
-    """Whether both operands carry activations; raise for activations with a constant."""
+def _operands(g: PrepGraph, node: fx.Node) -> tuple[Any, Any] | None:
+    """The two operands of ``x + y`` / ``x - y`` when one of them carries relevance: a number
+    (not zero) becomes a :class:`~lumos.lrp.ops.constants.Constant` (a sink); None when neither
+    carries relevance."""
     x, y = node.args[:2]
-    if g.is_tensor(x) and g.is_tensor(y):
-        return True
-    if g.is_tensor(x) or g.is_tensor(y):
-        raise g.error(node, f"{op_name(node)} of activations and a constant (a bias outside "
-                      "any layer)", "move the constant into a layer's bias, or out of the model")
-    return False
+    if not (g.is_live(x) or g.is_live(y)):
+        return None
+    if _alpha(node) != 1:
+        raise g.error(node, f"{op_name(node)} with alpha={_alpha(node)}", "use alpha=1")
+    live: Any = x if g.is_live(x) else y
+    x, y = (constant_node(g, node, a, live) if not isinstance(a, fx.Node) else a
+            for a in (x, y))
+    return x, y
 
 
 def add(g: PrepGraph, node: fx.Node) -> None:
-    """``x + y`` (also ``torch.add``, ``+=``) of two activations becomes :class:`Sum`."""
-    if not _two_activations(g, node):
+    """``x + y`` (also ``torch.add``, ``+=``) with an activation becomes :class:`Sum`; an added
+    constant (a number, a parameter) is an input of the sum that takes relevance: a sink."""
+    if _zero_operand(g, node):
         return
-    if _alpha(node) != 1:
-        raise g.error(node, f"{op_name(node)} with alpha={_alpha(node)}", "use alpha=1")
-    x, y = node.args[:2]
-    new = g.replace(node, Sum(), (x, y))
+    operands, first = _operands(g, node), node.args[0]
+    if operands is None:
+        return
+    new = g.replace(node, Sum(), operands)
     if node.target in (operator.iadd, "add_"):
-        g.after_inplace(x, new)
+        g.after_inplace(first, new)
 
 
 def sub(g: PrepGraph, node: fx.Node) -> None:
-    """``x - y`` (also ``torch.sub``, ``-=``) of two activations becomes :class:`Difference`."""
-    if not _two_activations(g, node):
+    """``x - y`` (also ``torch.sub``, ``-=``) with an activation becomes :class:`Difference`."""
+    if _zero_operand(g, node, second_only=True):
         return
-    if _alpha(node) != 1:
-        raise g.error(node, f"{op_name(node)} with alpha={_alpha(node)}", "use alpha=1")
-    x, y = node.args[:2]
-    new = g.replace(node, Difference(), (x, y))
+    operands, first = _operands(g, node), node.args[0]
+    if operands is None:
+        return
+    new = g.replace(node, Difference(), operands)
     if node.target in (operator.isub, "sub_"):
-        g.after_inplace(x, new)
+        g.after_inplace(first, new)
+
+
+def _zero_operand(g: PrepGraph, node: fx.Node, second_only: bool = False) -> bool:
+    """``x + 0`` / ``0 + x`` / ``x - 0``: the activation itself (a sum started at zero)."""
+    x, y = node.args[:2]
+    for zero, other in ((y, x),) if second_only else ((y, x), (x, y)):
+        if isinstance(zero, (int, float)) and not isinstance(zero, bool) and zero == 0 \
+                and g.is_live(other):
+            g.bypass(node, other)
+            return True
+    return False
 
 
 def _producer(g: PrepGraph, arg: Any) -> nn.Module | None:
@@ -116,15 +133,21 @@ def mul(g: PrepGraph, node: fx.Node) -> None:
 
 
 def div(g: PrepGraph, node: fx.Node) -> None:
-    """``x / c`` by a number or a parameter becomes a one-input :class:`Product`."""
+    """``x / c`` by a number, a parameter or a value without relevance (a norm): a
+    :class:`Product` that gives the activation all of the relevance."""
     x: Any = node.args[0]
     y: Any = node.args[1]
-    if not g.is_tensor(x) and not g.is_tensor(y):
+    if not g.is_live(x) and not g.is_live(y):
         return
-    if not g.is_tensor(x) or (g.is_tensor(y) and _constant(y) is None):
-        raise g.error(node, f"{op_name(node)} by an activation", "divide by constants only")
-    factor = g.attrs[str(y.target)] if _constant(y) is not None else y
-    new = g.replace(node, Product(factor=factor, divide=True), (x,))
+    if not g.is_live(x) or g.is_live(y):
+        raise g.error(node, f"{op_name(node)} by an activation", "divide by constants, or by "
+                      "a norm or other value without relevance")
+    if _constant(y) is not None:
+        new = g.replace(node, Product(factor=g.attrs[str(y.target)], divide=True), (x,))
+    elif isinstance(y, fx.Node):
+        new = g.replace(node, Product(divide=True), (x, y))
+    else:
+        new = g.replace(node, Product(factor=y, divide=True), (x,))
     _inplace(g, node, x, new)
 
 

@@ -20,12 +20,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from lumos.lrp.capture.batchnorm import functional_batchnorm
-from lumos.lrp.capture.graph import PrepGraph
-from lumos.lrp.capture.windows import FUNCTIONS_BY_NAME as _WINDOW_FUNCTIONS
-from lumos.lrp.ops import arith, norms
+from lumos.lrp.capture.graph import PrepGraph, node_inputs
+from lumos.lrp.ops import arith, elementwise, norms, reductions
 from lumos.lrp.ops.attention import ATTENTION_LAYERS, transformer_functions
 from lumos.lrp.ops.constants import constant_nodes
 from lumos.lrp.ops.handlers import (
@@ -41,13 +40,15 @@ from lumos.lrp.ops.handlers import (
     op_name,
     pieces,
     reshape,
+    stack,
     stochastic_depth,
 )
 from lumos.lrp.ops.layers import ACTIVATIONS, LINEAR_LAYERS, LUMOS_LAYERS, POOLS, Resample
+from lumos.lrp.ops.layers import SUPPORTED as _LAYERS
 from lumos.lrp.ops.leaves import COPY_PADS, check_leaf, module_to_reshape, upsample_to_resample
 
-__all__ = ["FUNCTIONS", "FUNCTIONS_BY_NAME", "canonize_functions", "canonize_modules",
-           "op_name"]
+__all__ = ["FUNCTIONS", "FUNCTIONS_BY_NAME", "SUPPORTED", "canonize_functions",
+           "canonize_modules", "op_name"]
 
 
 def _table() -> dict[Any, Handler]:
@@ -82,11 +83,15 @@ def _table() -> dict[Any, Handler]:
     add((F.celu,), module_op(nn.CELU, ("alpha", "inplace")))
     for fn in (torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.permute,
                torch.transpose, torch.swapaxes, torch.swapdims, torch.movedim, torch.narrow,
-               torch.unflatten, torch.t, operator.getitem, F.pad):
+               torch.unflatten, torch.t, operator.getitem, F.pad, torch.flip, torch.tile,
+               torch.select, torch.index_select, F.pixel_shuffle, F.pixel_unshuffle,
+               torch.repeat_interleave, torch.broadcast_to, getattr):
         add((fn,), reshape(fn))
     add(("flatten", "view", "reshape", "squeeze", "unsqueeze", "permute", "transpose",
-         "contiguous", "swapaxes", "swapdims", "movedim", "narrow", "unflatten", "t"),
+         "contiguous", "swapaxes", "swapdims", "movedim", "narrow", "unflatten", "t", "repeat",
+         "expand", "tile", "flip", "select", "index_select", "repeat_interleave", "roll"),
         reshape(None))
+    add((torch.stack,), stack)
     add((torch.chunk, torch.split, torch.unbind, "chunk", "split", "unbind"), pieces)
     add((operator.add, operator.iadd, torch.add, "add", "add_"), arith.add)
     add((operator.sub, operator.isub, torch.sub, torch.subtract, "sub", "sub_"), arith.sub)
@@ -121,14 +126,23 @@ def _pooling(add: Callable[[tuple[Any, ...], Handler], None]) -> None:
             module_op(getattr(nn, f"AdaptiveMaxPool{k}d"), ("output_size", "return_indices")))
 
 
+#: Operations without a result that computes anything (assertions): dropped.
+NO_OPS: frozenset[Any] = frozenset({torch._assert, torch._assert_async})
+
+#: Every module type a prepared graph's ``call_module`` nodes may target.
+SUPPORTED: tuple[type[nn.Module], ...] = (
+    *_LAYERS, *ATTENTION_LAYERS, *norms.NORMS, elementwise.Power, elementwise.Detached,
+    reductions.Summation, reductions.Extremum)
+
 FUNCTIONS: dict[Any, Handler] = _table()
 FUNCTIONS.pop(None, None)
 #: Functions of other libraries, by qualified name (so that lumos need not import them).
 FUNCTIONS_BY_NAME: dict[str, Handler] = {
     "torchvision.ops.stochastic_depth.stochastic_depth": stochastic_depth,
 }
-FUNCTIONS_BY_NAME.update(_WINDOW_FUNCTIONS)
 FUNCTIONS.update(norms.FUNCTIONS)
+FUNCTIONS.update(elementwise.handlers())
+FUNCTIONS.update(reductions.handlers())
 FUNCTIONS.update(transformer_functions(FUNCTIONS))
 
 
@@ -138,12 +152,45 @@ def canonize_functions(g: PrepGraph) -> None:
     for node in list(g.graph.nodes):
         erased = getattr(node, "_erased", False)   # a piece of a chunk already rewritten
         if erased or node.op not in ("call_function", "call_method") or g.is_shape(node) \
-                or node in constants:
+                or node in constants or node.target in NO_OPS:
+            if not erased and node.target in NO_OPS:
+                g.graph.erase_node(node)
             continue
-        handler = FUNCTIONS.get(node.target) or FUNCTIONS_BY_NAME.get(op_name(node))
-        if handler is None:
-            raise g.error(node, f"operation {op_name(node)}", ADVICE)
-        handler(g, node)
+        _canonize_node(g, node)
+
+
+def _canonize_node(g: PrepGraph, node: fx.Node) -> None:
+    if _detached(g, node):
+        g.detached.add(node)   # computed only from outputs without relevance: kept plain
+        return
+    handler = FUNCTIONS.get(node.target) or FUNCTIONS_BY_NAME.get(op_name(node))
+    if handler is None:
+        raise g.error(node, f"operation {op_name(node)}", ADVICE)
+    handler(g, node)
+
+
+def _addcmul(g: PrepGraph, node: fx.Node) -> None:
+    """``torch.addcmul(a, b, c, value=v)`` is ``a + v * b * c``: a product and a sum."""
+    a, b, c = node.args[:3]
+    value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else 1)
+    product = g.call(operator.mul, (b, c), node)
+    scaled = product if value == 1 else g.call(operator.mul, (product, value), node)
+    total = g.call(operator.add, (a, scaled), node)
+    node.replace_all_uses_with(total)
+    g.graph.erase_node(node)
+    for new in dict.fromkeys((product, scaled, total)):
+        if g.is_live(new) and new not in g.detached:
+            _canonize_node(g, new)
+
+
+def _detached(g: PrepGraph, node: fx.Node) -> bool:
+    """Whether every input of ``node`` that depends on the input's data is detached."""
+    data = [n for n in node_inputs((node.args, node.kwargs)) if g.is_tensor(n)
+            and not g.is_constant(n)]
+    return bool(data) and all(n in g.detached for n in data)
+
+
+FUNCTIONS.update({torch.addcmul: _addcmul, "addcmul": _addcmul})
 
 
 def canonize_modules(g: PrepGraph) -> None:

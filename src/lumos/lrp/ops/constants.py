@@ -2,9 +2,10 @@
 
 A model may add a parameter to activations (``x + self.pos_embedding``), concatenate one
 (``torch.cat([self.class_token.expand(n, -1, -1), x], 1)``), or add a computed table of them to
-attention scores (relative position bias, ``table[index]``). Preparation keeps such a parameter as
-a :class:`Constant` module (a source with no input) and the operations computed from constants
-alone (``expand``, ``repeat``, indexing by a buffer, reshapes) as plain operations. Where a
+attention scores (relative position bias, ``table[index]``, folded once by the capture), or add
+a number (``x + 1.0``). Preparation keeps such a value as a :class:`Constant` module (a source
+with no input) and the operations on constants that depend on the batch size (``expand(n, ...)``)
+as plain operations. Where a
 constant meets activations (a sum, a concatenation) it takes its share of relevance like any
 input: relevance that flows into it leaves the network there, a *sink*, and
 :meth:`lumos.LRP.explain` reports it per constant as ``"<path> (sink)"``.
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph, node_inputs
+from lumos.lrp.capture.values import CONST, DEPENDS, VALUE
 
 
 class Constant(nn.Module):
@@ -25,14 +28,14 @@ class Constant(nn.Module):
     Parameters
     ----------
     value : Tensor
-        The tensor; stored as a buffer owned by this module (a copy).
+        The tensor, held as a buffer (the model's own tensor, shared and never written).
     """
 
     value: Tensor
 
     def __init__(self, value: Tensor) -> None:
         super().__init__()
-        self.register_buffer("value", value.detach().clone())
+        self.register_buffer("value", value.detach())
 
     def forward(self) -> Tensor:
         return self.value
@@ -47,7 +50,6 @@ def constant_nodes(g: PrepGraph) -> set[fx.Node]:
     ``get_attr`` nodes and :class:`Constant` calls, and every operation whose inputs are such
     nodes or shape computations (at least one of them a constant).
     """
-    g.mark_shapes()
     found: set[fx.Node] = set()
     for node in g.graph.nodes:
         if node.op == "get_attr" or (node.op == "call_module"
@@ -55,14 +57,31 @@ def constant_nodes(g: PrepGraph) -> set[fx.Node]:
             found.add(node)
         elif node.op in ("call_function", "call_method"):
             ins = list(node_inputs((node.args, node.kwargs)))
-            if any(n in found for n in ins) and all(n in found or g.is_shape(n) for n in ins):
+            if g.is_constant(node) or (any(n in found for n in ins) and all(
+                    n in found or g.is_shape(n) for n in ins)):
                 found.add(node)
     return found
 
 
+def constant_node(g: PrepGraph, node: fx.Node, value: Any, like: fx.Node) -> fx.Node:
+    """A call of a new :class:`Constant` holding ``value`` (a number read by ``node``), in the
+    dtype and on the device of ``like``'s value, inserted before ``node``."""
+    example = g.value(like)
+    tensor = torch.as_tensor(value, dtype=getattr(example, "dtype", None),
+                             device=getattr(example, "device", None))
+    owner = g.path(node)
+    base = f"{'' if owner == '<root>' else owner + '.'}lumos_{node.name}_constant"
+    name = g.add_module(base, Constant(tensor), "")
+    g.origin[name] = name
+    with g.graph.inserting_before(node):
+        new = g.graph.call_module(name, ())
+    new.meta = {k: v for k, v in node.meta.items() if k not in (VALUE, DEPENDS)}
+    new.meta[DEPENDS] = CONST
+    return new
+
+
 def materialize_constants(g: PrepGraph) -> None:
     """Turn each parameter still read outside a layer into a call of its :class:`Constant`."""
-    g.mark_shapes()
     for node in list(g.graph.nodes):
         if node.op != "get_attr" or all(g.is_shape(u) for u in node.users):
             continue
@@ -80,4 +99,4 @@ def materialize_constants(g: PrepGraph) -> None:
         g.graph.erase_node(node)
 
 
-__all__ = ["Constant", "constant_nodes", "materialize_constants"]
+__all__ = ["Constant", "constant_node", "constant_nodes", "materialize_constants"]

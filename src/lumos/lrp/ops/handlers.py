@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph, node_inputs
-from lumos.lrp.ops.layers import Concat, Mean, Reshape
+from lumos.lrp.ops.layers import Concat, Mean, Reshape, Stack
 
 Handler = Callable[[PrepGraph, fx.Node], None]
 
@@ -106,10 +106,14 @@ def reshape(fn: Callable[..., Any] | None) -> Handler:
         if not g.is_tensor(x):
             return
         extra = (node.args[1:], node.kwargs)
-        if any(g.is_tensor(n) for n in node_inputs(extra)):
+        if any(g.is_live(n) for n in node_inputs(extra)):
             raise g.error(node, f"{op_name(node)} indexed by activations",
-                          "index with constants or shapes only")
-        if fn is F.pad and _pad_value(node) not in (None, 0, 0.0):
+                          "index with constants, shapes or values without relevance")
+        if fn is getattr and node.args[1] not in ("T", "mT", "H", "mH"):
+            raise g.error(node, f"reading .{node.args[1]} of an activation",
+                          "use tensor operations")
+        if fn is F.pad and _pad_value(node) not in (None, 0, 0.0, float("inf"),
+                                                    -float("inf")):
             raise g.error(node, "padding with a non-zero constant",
                           "pad with zeros, or add the constant to the input before the model")
         call = fn if fn is not None else getattr(torch.Tensor, str(node.target))
@@ -153,6 +157,15 @@ def concat(g: PrepGraph, node: fx.Node) -> None:
         raise g.error(node, f"{op_name(node)} of a sequence computed in the graph",
                       "concatenate an explicit list of tensors")
     g.replace(node, Concat(dim), tuple(xs))
+
+
+def stack(g: PrepGraph, node: fx.Node) -> None:
+    xs: Any = node.args[0] if node.args else node.kwargs["tensors"]
+    dim: Any = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    if not isinstance(xs, (list, tuple)) or not all(g.is_tensor(x) for x in xs):
+        raise g.error(node, f"{op_name(node)} of a sequence computed in the graph",
+                      "stack an explicit list of tensors")
+    g.replace(node, Stack(dim), tuple(xs))
 
 
 def mean(g: PrepGraph, node: fx.Node) -> None:

@@ -90,6 +90,14 @@ class Concat(nn.Module):
         return f"dim={self.dim}"
 
 
+class Stack(Concat):
+    """``torch.stack`` of branches along a new dimension ``dim``; relevance is split back by
+    index, like :class:`Concat`."""
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        return torch.stack(xs, dim=self.dim)
+
+
 class Reshape(nn.Module):
     """An operation that only moves, copies or zero-pads elements and does no arithmetic.
 

@@ -44,13 +44,13 @@ class Normalization(nn.Module):
     bias: Tensor | None
 
     def __init__(self, kind: Kind, shape: tuple[int, ...], eps: float,
-                 weight: Tensor | None, bias: Tensor | None) -> None:
+                 weight: Tensor | None, bias: Tensor | None, dim: int = -1) -> None:
         super().__init__()
         if kind == "l2" and len(shape) != 1:
-            raise ValueError(f"an l2 normalisation is over the last dimension, got {shape}")
-        self.kind, self.shape, self.eps = kind, tuple(shape), float(eps)
+            raise ValueError(f"an l2 normalisation is over one dimension, got {shape}")
+        self.kind, self.shape, self.eps, self.dim = kind, tuple(shape), float(eps), dim
         for name, value in (("weight", weight), ("bias", bias)):
-            self.register_buffer(name, None if value is None else value.detach().clone())
+            self.register_buffer(name, None if value is None else value.detach())
 
     def _dims(self, x: Tensor) -> tuple[int, ...]:
         return tuple(range(x.dim() - len(self.shape), x.dim()))
@@ -76,7 +76,7 @@ class Normalization(nn.Module):
         dims = self._dims(x)
         if self.kind == "l2":
             source = x.detach() if constant_std else x
-            return x / source.norm(2, dims, keepdim=True).clamp_min(self.eps)
+            return x / source.norm(2, self.dim, keepdim=True).clamp_min(self.eps)
         centred = x if self.kind == "rms" else x - x.mean(dims, keepdim=True)
         source = centred.detach() if constant_std else centred
         inv = torch.rsqrt(source.square().mean(dims, keepdim=True) + self.eps)
@@ -88,11 +88,12 @@ class Normalization(nn.Module):
         if self.kind == "group":
             return F.group_norm(x, self.shape[0], self.weight, self.bias, self.eps)
         if self.kind == "l2":
-            return F.normalize(x, 2.0, -1, self.eps)
+            return F.normalize(x, 2.0, self.dim, self.eps)
         return F.rms_norm(x, self.shape, self.weight, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.kind}, shape={self.shape}, eps={self.eps}"
+        where = f", dim={self.dim}" if self.kind == "l2" else ""
+        return f"{self.kind}, shape={self.shape}, eps={self.eps}{where}"
 
 
 #: The prepared normalisation layers (group for ``layer_map``).
@@ -159,8 +160,20 @@ def _functional(g: PrepGraph, node: fx.Node) -> None:
     g.replace(node, module, (node.args[0],))
 
 
+def _normalize(g: PrepGraph, node: fx.Node) -> None:
+    """``F.normalize(x, p=2, dim, eps)``: an ``l2`` :class:`Normalization` over ``dim``."""
+    params: dict[str, Any] = dict(zip(("p", "dim", "eps"), node.args[1:], strict=False))
+    params.update(node.kwargs)
+    p, dim, eps = params.get("p", 2.0), params.get("dim", 1), params.get("eps", 1e-12)
+    if any(True for _ in node_inputs(params)) or p != 2 or not isinstance(dim, int):
+        raise g.error(node, f"F.normalize with p={p}, dim={dim}", "normalise by the Euclidean "
+                      "norm (p=2) over one constant dimension")
+    size = g.value(node.args[0]).shape[dim]
+    g.replace(node, Normalization("l2", (size,), eps, None, None, dim=dim), (node.args[0],))
+
+
 #: Functional normalisations and their handler (for :mod:`lumos.lrp.canonize`).
-FUNCTIONS: dict[Any, Any] = dict.fromkeys(_ARGS, _functional)
+FUNCTIONS: dict[Any, Any] = {**dict.fromkeys(_ARGS, _functional), F.normalize: _normalize}
 
 __all__ = ["FUNCTIONS", "NORMS", "NORM_MODULES", "Normalization", "canonize_norm_module",
            "from_module"]

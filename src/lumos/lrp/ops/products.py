@@ -50,13 +50,13 @@ class Product(nn.Module):
         self.gate = gate
         self.divide = divide
         if isinstance(factor, Tensor):
-            self.register_buffer("factor", factor.detach().clone())
+            self.register_buffer("factor", factor.detach())
         else:
             self.factor = factor
 
     def forward(self, a: Tensor, b: Tensor | None = None) -> Tensor:
         if b is not None:
-            return a * b
+            return a / b if self.divide else a * b
         return a / self.factor if self.divide else a * self.factor
 
     def extra_repr(self) -> str:
