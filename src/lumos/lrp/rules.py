@@ -121,9 +121,11 @@ class EpsilonShare:
         return torch.addcdiv(g, g, self.t, value=-self.eps)
 
 
-def apply_scale(g: Tensor, scale: Tensor | EpsilonShare) -> Tensor:
-    """``g`` times a backward scale (a tensor or an :class:`EpsilonShare`)."""
-    return scale(g) if isinstance(scale, EpsilonShare) else g * scale
+def apply_scale(g: Tensor, scale: Tensor | EpsilonShare | float) -> Tensor:
+    """``g`` times a backward scale (a tensor, an :class:`EpsilonShare` or a number)."""
+    if isinstance(scale, EpsilonShare):
+        return scale(g)
+    return g if isinstance(scale, float) and scale == 1.0 else g * scale
 
 
 def modify(param: Tensor, mod: ParamMod) -> Tensor:
@@ -284,5 +286,5 @@ def StdConstant() -> Rule:
 DEFAULT_PRODUCT = ConstantGate
 
 __all__ = ["DEFAULT_PRODUCT", "AlphaBeta", "AttnSoftmax", "ConstantGate", "ConstantWeights",
-           "Detach", "Epsilon", "Flat", "Gamma", "Gradient", "Norm", "Pass", "Rule", "StdConstant", "Term",
-           "Uniform", "WSquare", "ZBox", "ZPlus", "modify", "stabilize"]
+           "Detach", "Epsilon", "Flat", "Gamma", "Gradient", "Norm", "Pass", "Rule",
+           "StdConstant", "Term", "Uniform", "WSquare", "ZBox", "ZPlus", "modify", "stabilize"]

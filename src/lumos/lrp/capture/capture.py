@@ -105,6 +105,8 @@ def _by_user_paths(graph: fx.Graph, root: nn.Module) -> PrepGraph:
     modules: dict[str, nn.Module] = {}
     attrs: dict[str, Any] = {}
     for node in graph.nodes:
+        if V.OUTPUTS in node.meta:
+            node.meta[V.OUTPUTS] = [p for p in map(_strip, node.meta[V.OUTPUTS]) if p]
         stack = node.meta.get("nn_module_stack")
         if stack:
             node.meta["nn_module_stack"] = {

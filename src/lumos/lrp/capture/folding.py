@@ -1,20 +1,20 @@
 """Constant folding: what depends on parameters, buffers and constants only is computed once.
 
-The capture knows which nodes (operations and module calls) do not depend on the input (:data:`~lumos.lrp.capture.values.CONST`)
-and what each computed on the example, which is what it computes on every input. Each such node
-read by a node that does depend on the input becomes a constant: a ``get_attr`` of its value
-(a tensor: a qkv bias built with ``torch.cat``, a standardised weight, a relative position bias
-gathered from its table, an embedding of fixed position ids) or the Python value itself (a size,
-a scale). The operations that computed it are dropped. A folded tensor is named after the first
-parameter or buffer it was computed from, so a constant that takes relevance (a sink) is reported
-under a path the user knows.
+The capture knows which nodes (operations and module calls) do not depend on the input
+(:data:`~lumos.lrp.capture.values.CONST`) and what each computed on the example, which is what it
+computes on every input. Each such node read by a node that does depend on the input becomes a
+constant: a ``get_attr`` of its value (a tensor: a qkv bias built with ``torch.cat``, a standardised
+weight, a relative position bias gathered from its table, an embedding of fixed position ids) or the
+Python value itself (a size, a scale). The operations that computed it are dropped. A folded tensor
+is named after the first parameter or buffer it was computed from, so a constant that takes
+relevance (a sink) is reported under a path the user knows.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor, fx
+from torch import Tensor, fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph
 from lumos.lrp.capture.values import CONST, DEPENDS, VALUE
@@ -62,18 +62,25 @@ def _to_attr(g: PrepGraph, node: fx.Node, value: Tensor, readers: list[fx.Node])
 
 
 def _source_name(g: PrepGraph, node: fx.Node) -> str:
-    """The first parameter or buffer a constant was computed from (else ``<module>.constant``,
-    the module where it was computed)."""
+    """What a constant was computed from, as the user knows it: the nearest parameter, else the
+    nearest module that computed on constants, else the nearest buffer, else
+    ``<module>.constant`` (the module where it was computed)."""
+    found: dict[int, str] = {}
     todo: list[Any] = [node]
     seen: set[fx.Node] = set()
     while todo:
         n = todo.pop(0)
-        if not isinstance(n, fx.Node) or n in seen:
+        if not isinstance(n, fx.Node) or n in seen or n.meta.get(DEPENDS) != CONST:
             continue
         seen.add(n)
-        if n.op == "get_attr" and not str(n.target).startswith("_tensor_constant"):
-            return str(n.target)
+        name = str(n.target)
+        if n.op == "get_attr" and not name.startswith("_tensor_constant"):
+            found.setdefault(0 if isinstance(n.meta.get(VALUE), nn.Parameter) else 2, name)
+        elif n.op == "call_module":
+            found.setdefault(1, g.path(n))
         todo.extend(n.all_input_nodes)
+    if found:
+        return found[min(found)]
     owner = g.path(node)
     return "constant" if owner == "<root>" else f"{owner}.constant"
 

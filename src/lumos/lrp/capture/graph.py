@@ -19,7 +19,15 @@ from typing import Any
 
 from torch import Tensor, fx, nn
 
-from lumos.lrp.capture.values import CONST, DATA, DEPENDS, SOURCE, VALUE, format_line
+from lumos.lrp.capture.values import (
+    CONST,
+    DATA,
+    DEPENDS,
+    OUTPUTS,
+    SOURCE,
+    VALUE,
+    format_line,
+)
 from lumos.lrp.errors import LRPUnsupportedError
 
 #: Tensor methods that read a tensor's metadata (the batch size), never its values.
@@ -199,7 +207,10 @@ class PrepGraph:
         return target
 
     def bypass(self, node: fx.Node, source: Any) -> None:
-        """Remove ``node`` (an identity), its users reading ``source`` instead."""
+        """Remove ``node`` (an identity), its users reading ``source`` instead (which becomes
+        the output of the user's modules ``node`` was the output of)."""
+        if isinstance(source, fx.Node) and node.meta.get(OUTPUTS):
+            source.meta[OUTPUTS] = [*source.meta.get(OUTPUTS, []), *node.meta[OUTPUTS]]
         node.replace_all_uses_with(source)
         self.graph.erase_node(node)
 

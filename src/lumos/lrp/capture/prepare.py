@@ -32,6 +32,7 @@ from lumos.lrp.capture.graph import PrepGraph
 from lumos.lrp.capture.multihead import decompose_attention
 from lumos.lrp.capture.outputs import logits_of
 from lumos.lrp.capture.private import private_copy, shared_tensors, structural_copy
+from lumos.lrp.capture.values import SHAPE_META, VALUE
 from lumos.lrp.capture.verify import check_reproduces
 from lumos.lrp.errors import LRPUnsupportedError
 from lumos.lrp.ops.canonize import SUPPORTED, canonize_functions, canonize_modules, op_name
@@ -161,11 +162,12 @@ def _build(g: PrepGraph) -> fx.GraphModule:
 
 
 def _forget_values(graph: fx.Graph) -> None:
-    """Drop the example's values from the nodes (they would keep every activation alive)."""
-    from lumos.lrp.capture.values import VALUE
-
+    """Drop the example's values from the nodes (they would keep every activation alive),
+    keeping the shapes of tensors."""
     for node in graph.nodes:
-        node.meta.pop(VALUE, None)
+        value = node.meta.pop(VALUE, None)
+        if isinstance(value, Tensor):
+            node.meta[SHAPE_META] = tuple(value.shape)
 
 
 __all__ = ["SUPPORTED", "prepare", "reference_scores"]

@@ -178,11 +178,15 @@ class ValueTracer(fx.Tracer):
         if self.submodule_paths is not None and m not in self.submodule_paths:
             self._adopt(m)
         try:
-            return super().call_module(m, forward, args, kwargs)
+            out = super().call_module(m, forward, args, kwargs)
         except Exception:
             if self.failed_at is None:
                 self.failed_at = self.path_of_module(m) or "<root>"
             raise
+        path = self.path_of_module(m)
+        for proxy in V.proxies(out):   # where the user's module hands its result on
+            proxy.node.meta.setdefault(V.OUTPUTS, []).append(path)
+        return out
 
     def _adopt(self, m: nn.Module) -> None:
         """Register a module the model builds during forward under the module that calls it."""

@@ -28,6 +28,10 @@ DEPENDS = "lumos_depends"
 SOURCE = "lumos_source"
 #: Set on a node whose value a later in-place operation changed.
 MUTATED = "lumos_mutated"
+#: The user's module paths whose output a node is (a block's output, a layer's output).
+OUTPUTS = "lumos_outputs"
+#: The shape a tensor node had on the example (kept when the values are dropped).
+SHAPE_META = "lumos_shape"
 DATA, SHAPE, CONST = "data", "shape", "const"
 
 #: Tensor attributes that describe a tensor without reading its values.
@@ -235,7 +239,8 @@ def run_op(root: nn.Module, kind: str, target: Any, args: tuple[Any, ...],
     raise ValueError(f"cannot run a {kind} node")
 
 
-__all__ = ["CONST", "DATA", "DEPENDS", "MUTATED", "NOT_META", "SHAPE", "SOURCE", "VALUE",
+__all__ = ["CONST", "DATA", "DEPENDS", "MUTATED", "NOT_META", "OUTPUTS", "SHAPE", "SHAPE_META",
+           "SOURCE", "VALUE",
            "CaptureRefused", "TracedShape", "ValueAttribute", "ValueProxy", "answer_metadata",
            "dependence", "depends_of", "format_line", "proxies", "run_op", "traceback_line",
            "user_line", "value_of"]

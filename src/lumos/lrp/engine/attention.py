@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from lumos.lrp.engine.norms import norm_step
-from lumos.lrp.engine.propagate import Route
+from lumos.lrp.engine.route import Route
 from lumos.lrp.engine.sinks import constant_step
 from lumos.lrp.errors import LRPUnsupportedError
 from lumos.lrp.ops.attention import MatMul

@@ -29,6 +29,19 @@ def side_relevance(sides: Iterable[tuple[Tensor, list[Tensor]]],
     return total
 
 
+def broken_layer(layers: dict[str, Tensor], finite: bool) -> str | None:
+    """The first layer from the output whose relevance is not finite (``finite`` False), or
+    where it becomes zero for good (every layer from there to the input carries none); None
+    when the report shows neither."""
+    names = [k for k in layers if k != "output" and not k.endswith("(sink)")]
+    if not finite:
+        bad = [k for k in names if not bool(torch.isfinite(layers[k]).all())]
+        return bad[0] if bad else None
+    alive = [i for i, k in enumerate(names) if bool((layers[k] != 0).all())]
+    last = alive[-1] if alive else -1
+    return names[last + 1] if last + 1 < len(names) and names[last + 1] != "input" else None
+
+
 def conservation_report(program: Any, state: Any, start: Tensor, attribution: Tensor,
                         sink_grads: Sequence[Tensor | None]) -> dict[str, Tensor]:
     """Per-layer relevance sums, from the output to the input, and the sinks (see

@@ -42,8 +42,9 @@ def live_nodes(nodes: list[fx.Node], cut: Callable[[fx.Node], bool]) -> set[fx.N
 
 def sink_args(nodes: list[fx.Node], modules: dict[str, nn.Module],
               skip: tuple[type[nn.Module], ...]) -> dict[fx.Node, list[tuple[int, fx.Node]]]:
-    """Per module call: the positions of arguments computed from constants alone, each with
-    the :class:`Constant` it comes from (calls of ``skip`` types take no relevance there)."""
+    """Per module call: the positions of arguments computed from constants alone (by
+    operations or modules), each with the :class:`Constant` it comes from (calls of ``skip``
+    types take no relevance there)."""
     roots: dict[fx.Node, fx.Node] = {}   # constant-derived node -> its Constant
     found: dict[fx.Node, list[tuple[int, fx.Node]]] = {}
     live = live_nodes(nodes, lambda n: False)
@@ -53,9 +54,9 @@ def sink_args(nodes: list[fx.Node], modules: dict[str, nn.Module],
             pass
         elif node.op == "call_module" and isinstance(modules[str(node.target)], Constant):
             roots[node] = node
-        elif node.op in ("call_function", "call_method"):
+        elif node.op in ("call_function", "call_method", "call_module"):
             root = next((roots[a] for a in ins if a in roots), None)
-            if root is not None:
+            if root is not None:   # computed from a constant (and the batch size)
                 roots[node] = root
         if node.op == "call_module" and node in live and not isinstance(
                 modules[str(node.target)], skip):

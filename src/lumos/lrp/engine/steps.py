@@ -1,10 +1,10 @@
 """Step functions: how one module call of a prepared model runs under its LRP rule.
 
 A step takes the run's state, the graph node, and the call's arguments, and returns the module's
-output as a tensor whose backward pass carries relevance (:mod:`lumos.lrp.engine.propagate`): the
-plain module (its gradient is the rule), Pass and Norm through
-:class:`~lumos.lrp.engine.propagate.Route`, weighted layers through
-:class:`~lumos.lrp.engine.propagate.RuleLayer`; products have theirs in
+output as a tensor whose backward pass carries relevance (:mod:`lumos.lrp.engine.route`,
+:mod:`lumos.lrp.engine.rulelayer`): the plain module (its gradient is the rule), Pass and Norm
+through :class:`~lumos.lrp.engine.route.Route`, weighted layers through
+:class:`~lumos.lrp.engine.rulelayer.RuleLayer`; products have theirs in
 :mod:`lumos.lrp.ops.products`. :class:`lumos.lrp.engine.LRP` picks one step per node.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
-from lumos.lrp.engine.propagate import Route, RuleLayer
+from lumos.lrp.engine.route import Route
+from lumos.lrp.engine.rulelayer import RuleLayer
 from lumos.lrp.errors import LRPUnsupportedError
 from lumos.lrp.rules import IDENTITY, EpsilonShare, Rule, safe_ratio, stabilize
 
@@ -86,10 +87,11 @@ def passthrough(module: nn.Module, name: str) -> Step:
                 value = x * scale
             elif isinstance(module, nn.GELU):  # the fused GELU, then GELU(x) / x (0 at x = 0)
                 value = module(x)
-                scale = torch.div(value, x).nan_to_num_(0.0)
-            else:
+                scale = torch.div(value, x).nan_to_num_(0.0, 0.0, 0.0)
+            else:   # act(x) / x; where x is too small to divide by, nothing passes (not inf,
+                # which would make 0 * inf = NaN of a branch that gets no relevance)
                 value = module(*args, **kwargs)
-                scale = safe_ratio(value, x.detach())
+                scale = torch.nan_to_num_(safe_ratio(value, x.detach()), 0.0, 0.0, 0.0)
         out: Tensor = Route.apply(x, value, scale)
         return out
     return step

@@ -109,12 +109,24 @@ def _insert(g: PrepGraph, node: fx.Node, module: nn.Module, args: tuple[Any, ...
 
 
 def _matmul(g: PrepGraph, node: fx.Node) -> None:
-    a, b = node.args[:2]
+    """``a @ b`` of two activations is a :class:`MatMul`; ``x @ W`` by a constant matrix (a
+    weight of the model used functionally, SwiftFormer's ``query @ self.w_g``) is the linear
+    layer ``nn.Linear`` with weight ``Wᵀ`` (a view: the model's tensor is shared)."""
+    a: Any = node.args[0]
+    b: Any = node.args[1]
     if not (g.is_tensor(a) and g.is_tensor(b)):
+        return
+    weight = g.value(b)
+    if g.is_live(a) and b.op == "get_attr" and isinstance(weight, Tensor) and weight.dim() == 2:
+        layer = nn.Linear(weight.shape[0], weight.shape[1], bias=False, device="meta")
+        layer.weight = nn.Parameter(weight.detach().t(), requires_grad=False)
+        base = str(b.target).rpartition(".")[0] or node.name
+        g.replace(node, layer, (a,), name=g.new_name(base))
         return
     if _is_constant(g, a) or _is_constant(g, b):
         raise g.error(node, f"{_name(node)} of activations and a model tensor",
-                      "use an nn.Linear for a product with weights")
+                      "multiply activations by a 2-d weight on the right (x @ W), or use "
+                      "an nn.Linear")
     g.replace(node, MatMul(), (a, b))
 
 
