@@ -23,11 +23,12 @@ from lumos.lrp import composites
 TOLERANCE = 1e-5
 
 
-def calibrate(model: nn.Module, side: int, channels: int = 3, seed: int = 0) -> nn.Module:
-    """``model`` in float64 and eval mode, repaired as the module docstring says, biases and
-    running means zero."""
+def calibrate(model: nn.Module, side: int, channels: int = 3, seed: int = 0,
+              dtype: torch.dtype = torch.float64, zero_biases: bool = True) -> nn.Module:
+    """``model`` in ``dtype`` and eval mode, repaired as the module docstring says; biases and
+    running means zero unless ``zero_biases`` is False."""
     gen = torch.Generator().manual_seed(seed)
-    model = model.double()
+    model = model.to(dtype)
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     with torch.no_grad():
         for p in model.parameters():
@@ -41,8 +42,10 @@ def calibrate(model: nn.Module, side: int, channels: int = 3, seed: int = 0) -> 
         if norms:
             model.train()
             for _ in range(2):
-                model(torch.randn(4, channels, side, side, generator=gen, dtype=torch.float64))
+                model(torch.randn(4, channels, side, side, generator=gen, dtype=dtype))
         model.eval()
+        if not zero_biases:
+            return model
         for name, p in model.named_parameters():
             if name.endswith("bias"):
                 p.zero_()

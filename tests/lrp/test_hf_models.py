@@ -3,9 +3,10 @@
 Each class of ``AutoModelForImageClassification``'s mapping that builds offline and classifies
 images (44 of 50, :mod:`lrp.hf_models`) is explained from ``pixel_values`` to its ``logits``:
 CPLRP conserves relevance in float64 with biases zeroed (:mod:`lrp.conservation`, which also
-says how degenerate random inits are repaired first), and EpsilonPlus gives a finite heatmap in
-float32 on the model exactly as built. The classes that take no image batch get one clear
-error; the user's model is untouched throughout.
+says how degenerate random inits are repaired first), and EpsilonPlus gives a finite heatmap that
+is not all zero in float32 on the model with its biases (BatchNorm statistics from random inputs:
+several Hugging Face inits shrink the logits to ~1e-34 or to exactly zero). The classes that
+take no image batch get one clear error; the user's model is untouched throughout.
 """
 
 from __future__ import annotations
@@ -42,9 +43,20 @@ def _x(side: int, dtype: torch.dtype = torch.float32, batch: int = 2) -> torch.T
 @pytest.mark.parametrize(("kind", "name"), IMAGE_CLASSIFIERS, ids=[n for _, n in IMAGE_CLASSIFIERS])
 def test_explained_as_given(kind: str, name: str) -> None:
     model, side = hf_models.build(kind, name)
+    calibrate(model, side, dtype=torch.float32, zero_biases=False)
     with untouched(model):
         assert_explains(model, _x(side), name)
     assert_conserves(calibrate(model, side), _x(side, torch.float64), name)
+
+
+def test_a_degenerate_init_raises_instead_of_an_empty_heatmap() -> None:
+    """Hugging Face's MobileNet v1 at its own init: weights N(0, 0.02) and BatchNorm at unit
+    statistics shrink the logits to ~1e-34 in float32; the epsilon rule absorbs all of it, and
+    ``LRP`` says so rather than return an all-zero heatmap."""
+    model, side = hf_models.build("mobilenet_v1", "MobileNetV1ForImageClassification")
+    with untouched(model), pytest.raises(LRPUnsupportedError,
+                                         match=r"zero everywhere although the explained score"):
+        lumos.LRP(model, lumos.lrp.composites.EpsilonPlus()).attribute(_x(side), target=0)
 
 
 @pytest.mark.parametrize("name", hf_models.NOT_IMAGES)

@@ -40,6 +40,8 @@ def private_copy(model: nn.Module) -> nn.Module:
         memo[id(p)] = nn.Parameter(p.detach(), requires_grad=False)
     for b in model.buffers():   # small (statistics, indices), and a forward may update them
         memo[id(b)] = b.detach().clone()
+    for module in model.modules():
+        _detach_cached(vars(module), memo)
     try:
         private = copy.deepcopy(model, memo)
     except Exception as err:
@@ -49,6 +51,22 @@ def private_copy(model: nn.Module) -> nn.Module:
         for name in _HOOK_DICTS:
             getattr(module, name, {}).clear()
     return private.eval()
+
+
+def _detach_cached(value: Any, memo: dict[int, Any], depth: int = 0) -> None:
+    """Copy tensors a forward cached in plain attributes (LeViT's attention-bias cache, filled
+    by an eval-mode call with gradients on) as detached tensors: ``copy.deepcopy`` refuses
+    tensors that are not graph leaves."""
+    if isinstance(value, Tensor):
+        if value.grad_fn is not None and id(value) not in memo:
+            memo[id(value)] = value.detach().clone()
+    elif isinstance(value, dict) and depth < 3:
+        for key, item in value.items():
+            if key not in ("_parameters", "_buffers", "_modules"):
+                _detach_cached(item, memo, depth + 1)
+    elif isinstance(value, (list, tuple)) and depth < 3:
+        for item in value:
+            _detach_cached(item, memo, depth + 1)
 
 
 def structural_copy(module: nn.Module) -> nn.Module:

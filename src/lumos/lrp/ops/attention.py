@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph, node_inputs
+from lumos.lrp.capture.values import VALUE
 from lumos.lrp.ops.constants import Constant
 from lumos.lrp.ops.layers import Reshape, Sum
 
@@ -161,11 +163,21 @@ def _is_live(g: PrepGraph, arg: Any) -> bool:
 
 
 def _softmax(g: PrepGraph, node: fx.Node) -> None:
+    """``softmax(x, dim)``; with ``dtype=`` (Hugging Face's eager attention computes it in
+    float32), a cast of ``x`` first, as softmax does it."""
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-    if not isinstance(dim, int) or node.kwargs.get("dtype") is not None:
-        raise g.error(node, f"{_name(node)} without a constant dim (or with a dtype)",
-                      "pass dim as a number and cast outside")
-    g.replace(node, nn.Softmax(dim), (node.args[0],))
+    at = 3 if node.target is F.softmax else 2   # F.softmax(x, dim, _stacklevel, dtype)
+    dtype = node.args[at] if len(node.args) > at else node.kwargs.get("dtype")
+    if not isinstance(dim, int) or not (dtype is None or isinstance(dtype, torch.dtype)):
+        raise g.error(node, f"{_name(node)} without a constant dim (or with a computed dtype)",
+                      "pass dim as a number")
+    x = node.args[0]
+    before = g.value(x)
+    if dtype is not None and isinstance(before, Tensor) and before.dtype != dtype:
+        fn = partial(Tensor.to, dtype=dtype)
+        x = _insert(g, node, Reshape(fn, f"to({dtype})"), (x,), "cast")
+        x.meta[VALUE] = before.to(dtype)
+    g.replace(node, nn.Softmax(dim), (x,))
 
 
 def _sdpa(g: PrepGraph, node: fx.Node) -> None:
