@@ -17,7 +17,7 @@ from torch import fx, nn
 from lumos.lrp.capture.graph import PrepGraph
 from lumos.lrp.ops.constants import constant_node
 from lumos.lrp.ops.handlers import op_name
-from lumos.lrp.ops.layers import Difference, Reshape, Sum
+from lumos.lrp.ops.layers import Difference, Resample, Reshape, Sum
 from lumos.lrp.ops.products import Product
 
 #: Activations whose output, multiplied into another activation, makes it a gate.
@@ -83,10 +83,11 @@ def _zero_operand(g: PrepGraph, node: fx.Node, second_only: bool = False) -> boo
 
 
 def _producer(g: PrepGraph, arg: Any) -> nn.Module | None:
-    """The module that computed ``arg``, looking through pure rearrangements."""
+    """The module that computed ``arg``, looking through rearrangements and resampling (a gate
+    resized to the gated map, as in GhostNetV2's ``x * interpolate(sigmoid(s))``)."""
     while isinstance(arg, fx.Node) and arg.op == "call_module":
         module = g.modules[str(arg.target)]
-        if not isinstance(module, Reshape):
+        if not isinstance(module, (Reshape, Resample)):
             return module
         arg = arg.args[0]
     return None
