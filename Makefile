@@ -1,4 +1,5 @@
-# The two commands: `make demo` (lumos's main job on its embedded default) and `make test`.
+# The two commands: `make demo` (lumos's main job on its embedded default) and `make test`;
+# `make docs` builds the documentation site into site/ (offline, --strict).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # The stamp re-installs only when pyproject.toml changes.
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test docs lint typecheck bench oracle clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,12 +22,29 @@ demo: $(STAMP)
 	$(VENV)/bin/lumos demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900
+
+# Quantus (GPL, never a lumos dependency) lives in its own venv for bench/metrics_oracle.py and
+# bench/metrics_speed.py: torch, quantus==0.6.0 and this checkout (-e, without extras).
+QVENV := .venv-quantus
+$(QVENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(QVENV)
+	$(QVENV)/bin/pip install --quiet --upgrade pip
+	$(QVENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 || $(QVENV)/bin/pip install --quiet "torch>=2.3" "torchvision>=0.18"
+	$(QVENV)/bin/pip install --quiet quantus==0.6.0 safetensors h5py pillow mlxtend scikit-image
+	$(QVENV)/bin/pip install --quiet --no-deps -e .
+	touch $(QVENV)/.installed
+
+oracle: $(QVENV)/.installed
+	$(QVENV)/bin/python bench/metrics_oracle.py
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -7,9 +7,14 @@ missing optional dependency only matters for the feature that needs it.
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("lumos")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree never installed
+    __version__ = "0+unknown"
+"""The installed version of lumos (from the package metadata; ``pyproject.toml`` sets it)."""
 
 _LAZY: dict[str, str] = {
     "Explanation": "lumos.explanation",
@@ -22,7 +27,8 @@ _LAZY: dict[str, str] = {
     "open_store": "lumos.store.reader",
 }
 
-_SUBMODULES = ("attribution", "lrp", "metrics", "data", "models", "viz", "experiments", "store")
+_SUBMODULES = ("analysis", "attribution", "data", "experiments", "lrp", "metrics", "models",
+               "store", "viz")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "explain": "explain",
     "explain-dataset": "explain_dataset",
+    "export": "export",
     "reproduce": "reproduce",
     "serve": "serve",
     "spray": "spray",

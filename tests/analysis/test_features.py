@@ -42,3 +42,16 @@ def test_all_zero_map_stays_zero_and_bad_input_is_named() -> None:
         heatmap_features(np.full((2, 1, 8, 8), np.nan))
     with pytest.raises(ValueError, match="shaped"):
         heatmap_features(np.zeros((8, 8)))
+
+
+def test_sum_normalisation_at_full_resolution_is_corelays_example() -> None:
+    a = np.random.default_rng(2).normal(1.0, 1.0, size=(4, 2, 6, 5)).astype(np.float32)
+    maps = a.sum(axis=1)
+    expected = (maps / maps.sum(axis=(1, 2), keepdims=True)).reshape(4, -1)
+    np.testing.assert_allclose(heatmap_features(a, None, "sum"), expected, rtol=1e-5)
+    a[2] -= a[2].mean()  # relevance that cancels: no sum to divide by
+    a[2, 0, 0, 0] -= a[2].sum()
+    with pytest.raises(ValueError, match=r"1 heatmap\(s\) sum to 0"):
+        heatmap_features(a, None, "sum")
+    with pytest.raises(ValueError, match="normalize must be one of l2, sum"):
+        heatmap_features(a, None, "max")

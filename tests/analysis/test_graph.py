@@ -66,3 +66,34 @@ def test_eigengap_picks_the_count_before_the_largest_gap() -> None:
     assert graph.eigengap(np.array([0.0, 0.01, 0.5, 0.55]), 3) == 2
     with pytest.raises(ValueError, match="at least 3"):
         graph.eigengap(np.array([0.0, 1.0]), 4)
+
+
+def test_binary_affinity_is_corelays_sparse_knn() -> None:
+    x = _points(30, 3)
+    index, dist = graph.knn(x, 4)
+    a = np.zeros((30, 30))
+    a[np.repeat(np.arange(30), 4), index.ravel()] = 1.0
+    np.testing.assert_array_equal(graph.affinity(index, dist, "binary").toarray(), (a + a.T) / 2)
+    with pytest.raises(ValueError, match="affinity must be one of self-tuning, binary"):
+        graph.affinity(index, dist, "gaussian")
+
+
+@pytest.mark.parametrize("n", [40, 150])  # the dense and the eigsh path
+def test_magnitude_selection_takes_the_largest_abs_mu(n: int) -> None:
+    """A graph with a bipartite part has Laplacian eigenvalues near 2 (|mu| near 1): CoRelAy's
+    choice keeps them, lumos's smallest-first choice does not."""
+    x = _points(n, 3, seed=4)
+    w = graph.affinity(*graph.knn(x, 5)).tolil()
+    w[0, :], w[:, 0], w[1, :], w[:, 1] = 0, 0, 0, 0
+    w[0, 1] = w[1, 0] = 1.0  # two nodes joined only to each other: mu = -1 (lambda = 2)
+    w = w.tocsr()
+    dense = w.toarray()
+    d = dense.sum(axis=1)
+    mu = np.linalg.eigvalsh(dense / np.sqrt(np.outer(d, d)))
+    by_magnitude = np.sort(1 - mu[np.argsort(-np.abs(mu))[:6]])
+    values, _ = graph.spectrum(w, 6, select="magnitude")
+    np.testing.assert_allclose(values, by_magnitude, atol=1e-7)
+    assert values[-1] == pytest.approx(2.0)
+    smallest, _ = graph.spectrum(w, 6)
+    np.testing.assert_allclose(smallest, np.sort(1 - mu)[:6], atol=1e-7)
+    assert smallest.max() < 1.9

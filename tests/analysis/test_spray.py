@@ -24,7 +24,9 @@ def test_planted_clusters_are_recovered_by_the_eigengap_clustering() -> None:
     assert adjusted_rand_score(truth, result.chosen) > 0.95
     assert result.tsne.shape == (300, 2) and np.isfinite(result.tsne).all()
     assert result.spectral.shape == (300, 32)
-    assert np.all(np.diff(result.eigenvalues) >= -1e-9)
+    # CoRelAy's order: descending, the smallest (0, three planted components) last
+    assert np.all(np.diff(result.eigenvalues) <= 1e-9) and result.eigenvalues[-1] < 1e-9
+    np.testing.assert_array_equal(result.smallest_first, result.eigenvalues[::-1])
 
 
 def test_landmark_tsne_places_every_sample() -> None:

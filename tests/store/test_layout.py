@@ -103,7 +103,7 @@ def test_assembly_takes_shards_from_memory_and_files_and_aborts_cleanly(tmp_path
 
 
 def test_chunks_are_whole_rows_of_about_a_mebibyte() -> None:
-    assert layout._chunks((1000, 3, 224, 224), 4) == (1, 3, 224, 224)  # 588 KiB rows: one each
-    assert layout._chunks((1000, 1000), 4) == (262, 1000)
-    assert layout._chunks((5, 1000), 4) == (5, 1000)
-    assert layout._chunks((1000,), 8) is None and layout._chunks((0, 4), 4) is None
+    assert layout.row_chunks((1000, 3, 224, 224), 4) == (1, 3, 224, 224)  # 588 KiB rows: one each
+    assert layout.row_chunks((1000, 1000), 4) == (262, 1000)
+    assert layout.row_chunks((5, 1000), 4) == (5, 1000)
+    assert layout.row_chunks((1000,), 8) is None and layout.row_chunks((0, 4), 4) is None

@@ -3,10 +3,12 @@
 - :func:`knn`: exact k nearest neighbours (blocked brute force), or, for large classes, an
   inverted-file search: points are grouped into k-means cells and every point is also stored in
   its ``probe`` nearest cells, so a query compares only with the points of its own cell.
-- :func:`affinity`: a symmetric sparse matrix, self-tuning Gaussian weights
+- :func:`affinity`: a symmetric sparse matrix on the kNN edges: self-tuning Gaussian weights
   ``w_ij = exp(-d_ij^2 / (s_i s_j))`` with ``s_i`` the distance to the k-th neighbour
-  (Zelnik-Manor & Perona 2004) on the union of the kNN edges.
-- :func:`spectrum`: the smallest eigenvalues and eigenvectors of ``L = I - D^-1/2 W D^-1/2``.
+  (Zelnik-Manor & Perona 2004) on the union of the edges (lumos's default), or CoRelAy's
+  binary weights ``(A + A^T) / 2`` (1 where both are neighbours of each other, 1/2 one way).
+- :func:`spectrum`: eigenvalues and eigenvectors of ``L = I - D^-1/2 W D^-1/2``: the smallest
+  ones, or (CoRelAy's choice) those of ``D^-1/2 W D^-1/2`` largest in magnitude.
 - :func:`eigengap`: the number of clusters the largest gap between them suggests.
 """
 
@@ -19,19 +21,26 @@ import scipy.sparse as sp
 
 Tick = Callable[[int], None]
 
+#: Edge weights of :func:`affinity`.
+AFFINITIES = ("self-tuning", "binary")
+#: Which eigenpairs :func:`spectrum` computes.
+SELECTIONS = ("smallest", "magnitude")
+
 
 def knn(x: np.ndarray, k: int, *, approximate: bool = False, cells: int | None = None,
-        probe: int = 3, seed: int = 0, block: int = 512, tick: Tick | None = None
-        ) -> tuple[np.ndarray, np.ndarray]:
+        probe: int = 3, seed: int = 0, block: int = 512, tick: Tick | None = None,
+        precise: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest neighbours of every row of ``x`` (itself excluded).
 
     Returns ``(index, distance)``, both ``(N, k)``, nearest first, Euclidean distances.
-    ``tick(n)`` is called as rows are done (a progress bar).
+    ``tick(n)`` is called as rows are done (a progress bar). ``precise``: distances in float64
+    (else float32), for binary weights, where one neighbour swapped by rounding
+    changes an edge.
     """
     n = len(x)
     if not 1 <= k < n:
         raise ValueError(f"need 1 <= k < number of samples, got k={k} for {n} samples")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float64 if precise else np.float32)
     if not approximate:
         return exact_search(x, np.arange(n), np.arange(n), k, block, tick)
     return _inverted_file(x, k, cells or max(8, int(np.sqrt(n))), probe, seed, block, tick)
@@ -39,7 +48,11 @@ def knn(x: np.ndarray, k: int, *, approximate: bool = False, cells: int | None =
 
 def exact_search(x: np.ndarray, queries: np.ndarray, pool: np.ndarray, k: int, block: int,
             tick: Tick | None) -> tuple[np.ndarray, np.ndarray]:
-    """Exact kNN of ``x[queries]`` among ``x[pool]``, skipping each query itself."""
+    """Exact kNN of ``x[queries]`` among ``x[pool]``, skipping each query itself.
+
+    Distances are computed in the dtype of ``x``: float64 gives the neighbour order of an exact
+    distance matrix (SciPy's ``pdist``, which CoRelAy uses) up to exact ties.
+    """
     candidates = x[pool]
     sq = np.einsum("ij,ij->i", candidates, candidates)
     index = np.empty((len(queries), k), dtype=np.int64)
@@ -94,12 +107,19 @@ def _inverted_file(x: np.ndarray, k: int, cells: int, probe: int, seed: int, blo
     return index, dist
 
 
-def affinity(index: np.ndarray, dist: np.ndarray) -> sp.csr_matrix:
-    """Symmetric sparse affinity on the union of the kNN edges (self-tuning Gaussian weights)."""
+def affinity(index: np.ndarray, dist: np.ndarray, kind: str = "self-tuning") -> sp.csr_matrix:
+    """Symmetric sparse affinity on the kNN edges: self-tuning Gaussian weights on their union
+    (``kind="self-tuning"``), or CoRelAy's ``SparseKNN``: weight 1 per edge, then
+    ``(A + A^T) / 2`` (``kind="binary"``)."""
+    if kind not in AFFINITIES:
+        raise ValueError(f"affinity must be one of {', '.join(AFFINITIES)}, got {kind!r}")
     n, k = index.shape
-    scale = np.maximum(dist[:, -1].astype(np.float64), 1e-12)
     rows = np.repeat(np.arange(n), k)
     cols = index.ravel()
+    if kind == "binary":
+        a = sp.csr_matrix((np.ones(n * k), (rows, cols)), shape=(n, n))
+        return ((a + a.T) / 2.0).tocsr()
+    scale = np.maximum(dist[:, -1].astype(np.float64), 1e-12)
     w = np.exp(-(dist.ravel().astype(np.float64) ** 2) / (scale[rows] * scale[cols]))
     directed = sp.csr_matrix((w, (rows, cols)), shape=(n, n))
     return directed.maximum(directed.T).tocsr()
@@ -119,27 +139,37 @@ def laplacian(w: sp.spmatrix) -> sp.csr_matrix:
     return (sp.identity(m.shape[0], format="csr") - m).tocsr()
 
 
-def spectrum(w: sp.spmatrix, n_eigen: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n_eigen`` smallest eigenvalues of the normalised Laplacian, ascending, and their
-    eigenvectors ``(N, n_eigen)``.
+def spectrum(w: sp.spmatrix, n_eigen: int, seed: int = 0, select: str = "smallest"
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """``n_eigen`` eigenvalues of the normalised Laplacian, ascending, and their eigenvectors
+    ``(N, n_eigen)``.
 
-    Computed as the largest eigenpairs of ``D^-1/2 W D^-1/2`` (eigenvalues ``1 - lambda``) with
-    ``scipy.sparse.linalg.eigsh``; small graphs use a dense solver.
+    Computed as eigenpairs of ``M = D^-1/2 W D^-1/2`` (eigenvalues ``mu = 1 - lambda``) with
+    ``scipy.sparse.linalg.eigsh``; small graphs use a dense solver. ``select="smallest"``: the
+    smallest ``lambda`` (largest ``mu``); ``"magnitude"``: the largest ``|mu|``, as CoRelAy's
+    ``EigenDecomposition`` (``eigsh(which="LM")``) picks them; it differs only when ``L`` has
+    eigenvalues near 2 (nearly bipartite parts of the graph).
     """
+    if select not in SELECTIONS:
+        raise ValueError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
     m, _ = normalized_affinity(w)
     n = m.shape[0]
     n_eigen = min(n_eigen, n)
     if n <= max(64, 2 * n_eigen + 1):
         mu, vec = np.linalg.eigh(m.toarray())
-        mu, vec = mu[::-1][:n_eigen], vec[:, ::-1][:, :n_eigen]
+        keep = np.argsort(-(mu if select == "smallest" else np.abs(mu)), kind="stable")[:n_eigen]
+        mu, vec = mu[keep], vec[:, keep]
     else:
         from scipy.sparse.linalg import eigsh
 
         v0 = np.random.default_rng(seed).standard_normal(n)
-        mu, vec = eigsh(m, k=n_eigen, which="LA", v0=v0, tol=1e-8)
-        order = np.argsort(-mu)
-        mu, vec = mu[order], vec[:, order]
-    return np.clip(1.0 - mu, 0.0, 2.0), _fix_signs(vec)
+        # "LM" runs from both ends of the spectrum at once; at tol 1e-8 it missed a repeated
+        # eigenvalue (a graph in two parts) in tests/analysis/test_graph.py, at 1e-10 it did not
+        smallest = select == "smallest"
+        mu, vec = eigsh(m, k=n_eigen, which="LA" if smallest else "LM", v0=v0,
+                        tol=1e-8 if smallest else 1e-10)
+    order = np.argsort(-mu, kind="stable")
+    return np.clip(1.0 - mu[order], 0.0, 2.0), _fix_signs(vec[:, order])
 
 
 def _fix_signs(vec: np.ndarray) -> np.ndarray:

@@ -11,11 +11,14 @@ in the analysis layout of ViRelAy's user guide ("How to create a project")::
 
     <class>/index (n,)                 sample indices (as in the store), the rows of everything
     <class>/embedding/spectral (n, E)  eigenvectors of the normalised Laplacian, with the
-                                       attribute ``eigenvalue`` (E,), ascending
+                                       attribute ``eigenvalue`` (E,), in CoRelAy's order:
+                                       descending, the smallest (0) last
     <class>/embedding/tsne (n, 2)      attributes ``embedding`` = "spectral" and ``index`` (the
                                        spectral dimensions it was computed from); umap likewise
     <class>/cluster/kmeans-<kk> (n,)   k-means labels (kk two digits), attributes ``embedding``,
-                                       ``k`` and ``index`` (the eigenvectors clustered)
+                                       ``k`` and ``index`` (the eigenvectors clustered); every
+                                       class has the same ones (ViRelAy needs that), but for
+                                       counts as large as a class's sample count
 
 and, for lumos (ViRelAy reads only the keys above)::
 
@@ -24,7 +27,10 @@ and, for lumos (ViRelAy reads only the keys above)::
     <class>/agreement/border_fraction  (n,) share of |relevance| on the image border
     <class>/agreement/rank_correlation/<other-key>  (n,) Spearman rho with the other method
 
-Attributes: ``eigengap_k`` on each class group; ``settings`` (JSON) and ``method`` on the file.
+Attributes: ``eigengap_k`` on each class group; ``settings`` (JSON), ``method`` and
+``spectrum_order`` = ``"descending"`` on the file. Files of lumos 0.1 before that attribute hold
+the spectrum ascending (smallest first); :func:`read_analysis` turns them around
+(:func:`lumos.store.layout.spectrum_order` tells them apart).
 """
 
 from __future__ import annotations
@@ -39,10 +45,8 @@ from typing import Any
 import numpy as np
 
 from lumos.atomic import atomic_file
-from lumos.store.layout import method_stem
+from lumos.store.layout import ANALYSIS_PREFIX, SPECTRUM_ORDER, analysis_file, spectrum_order
 from lumos.store.reader import StoreError, read_manifest
-
-ANALYSIS_PREFIX = "analysis-"
 
 
 def _manifest_methods(directory: Path) -> dict[str, str] | None:
@@ -83,7 +87,7 @@ def attribution_path(directory: str | os.PathLike[str], key: str) -> Path:
 def analysis_path(directory: str | os.PathLike[str], key: str) -> Path:
     """Where the analysis of method ``key`` goes: ``DIR/analysis-<stem>.h5`` (the stem as in
     the store: ``lrp:epsilon-plus`` -> ``lrp-epsilon-plus``)."""
-    return Path(directory) / f"{ANALYSIS_PREFIX}{method_stem(key)}.h5"
+    return analysis_file(Path(directory), key)
 
 
 @dataclass
@@ -154,6 +158,7 @@ def write_analysis(path: str | os.PathLike[str], method: str, settings: dict[str
     with atomic_file(path, "w+b") as handle, h5py.File(handle, "w") as f:
         f.attrs["method"] = method
         f.attrs["settings"] = json.dumps(settings)
+        f.attrs["spectrum_order"] = SPECTRUM_ORDER
         for group, c in classes.items():
             _write_class(f.create_group(group), c)
     return Path(path)
@@ -165,6 +170,7 @@ def _write_class(g: Any, c: dict[str, Any]) -> None:
     g["row"] = np.asarray(c["row"], dtype=np.uint32)
     g.attrs["eigengap_k"] = int(c["eigengap_k"])
     spectral = np.asarray(c["spectral"], dtype=np.float32)
+    width = spectral.shape[1]
     emb = g.create_group("embedding")
     emb["spectral"] = spectral
     emb["spectral"].attrs["eigenvalue"] = np.asarray(c["eigenvalue"], dtype=np.float32)
@@ -172,13 +178,14 @@ def _write_class(g: Any, c: dict[str, Any]) -> None:
         if c.get(key) is not None:
             emb[key] = np.asarray(c[key], dtype=np.float32)
             emb[key].attrs["embedding"] = "spectral"
-            emb[key].attrs["index"] = np.arange(c["drawn_from"], dtype=np.uint32)
+            emb[key].attrs["index"] = _smallest_columns(width, c["drawn_from"])
     clusters, protos = g.create_group("cluster"), g.create_group("prototype")
     for k, labels in c["clusterings"].items():
         name = clustering_name(k)
         clusters[name] = np.asarray(labels, dtype=np.uint32)
-        clusters[name].attrs.update({"embedding": "spectral", "k": int(k),
-                                     "index": np.arange(k, dtype=np.uint32)})
+        used = (np.arange(width, dtype=np.uint32) if c.get("kmeans_on") == "all"
+                else _smallest_columns(width, k))
+        clusters[name].attrs.update({"embedding": "spectral", "k": int(k), "index": used})
         protos[name] = np.asarray(c["prototypes"][k], dtype=np.float32)
     agree = g.create_group("agreement")
     agree["border_fraction"] = np.asarray(c["agreement"]["border_fraction"], dtype=np.float32)
@@ -186,6 +193,11 @@ def _write_class(g: Any, c: dict[str, Any]) -> None:
     ranks = agree.create_group("rank_correlation")
     for other, rho in c["agreement"]["rank_correlation"].items():
         ranks[other] = np.asarray(rho, dtype=np.float32)
+
+
+def _smallest_columns(width: int, count: int) -> np.ndarray:
+    """Columns of the ``count`` smallest eigenvalues in a spectrum of ``width``, smallest first."""
+    return np.arange(width - 1, width - 1 - min(count, width), -1).astype(np.uint32)
 
 
 def clustering_name(k: int) -> str:
@@ -196,18 +208,22 @@ def clustering_name(k: int) -> str:
 def read_analysis(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """An analysis file as ``{class group: {name, index, row, eigengap_k, eigenvalue,
     embeddings {key: (n, 2+)}, clusterings {k: labels}, prototypes {k: (k, H, W)},
-    border_fraction, rank_correlation {other: rho}}}``."""
+    border_fraction, rank_correlation {other: rho}}}``; ``eigenvalue`` and the columns of
+    ``embeddings["spectral"]`` in CoRelAy's order (descending), also from older files."""
     import h5py
 
     out: dict[str, dict[str, Any]] = {}
     with h5py.File(path, "r") as f:
+        turn = slice(None, None, -1 if spectrum_order(f) == "ascending" else 1)
         for group, g in f.items():
             emb, clusters, agree = g["embedding"], g["cluster"], g["agreement"]
+            embeddings = {k: emb[k][()] for k in emb}
+            embeddings["spectral"] = embeddings["spectral"][:, turn]
             out[group] = {
                 "name": _text(g["name"][()]), "index": g["index"][()], "row": g["row"][()],
                 "eigengap_k": int(g.attrs["eigengap_k"]),
-                "eigenvalue": emb["spectral"].attrs["eigenvalue"],
-                "embeddings": {k: emb[k][()] for k in emb},
+                "eigenvalue": emb["spectral"].attrs["eigenvalue"][turn],
+                "embeddings": embeddings,
                 "clusterings": {int(clusters[k].attrs["k"]): clusters[k][()] for k in clusters},
                 "prototypes": {int(clusters[k].attrs["k"]): g["prototype"][k][()]
                                for k in clusters},

@@ -12,7 +12,7 @@ import numpy as np
 
 from lumos.analysis import agreement, layout
 from lumos.analysis.features import heatmap_features
-from lumos.analysis.spray import SprayResult, SpraySettings, spray
+from lumos.analysis.spray import SprayResult, SpraySettings, add_clusterings, spray
 
 
 @dataclass
@@ -31,7 +31,7 @@ class ClassAnalysis:
         """A few lines: size, eigengap choice, and per chosen cluster its size, border share
         and agreement with the other methods."""
         r = self.result
-        lam = ", ".join(f"{v:.3f}" for v in r.eigenvalues[:min(8, len(r.eigenvalues))])
+        lam = ", ".join(f"{v:.3f}" for v in r.smallest_first[:8])
         lines = [f"class {self.label}: {len(self.rows)} heatmaps, eigengap chooses k = "
                  f"{r.eigengap_k} (eigenvalues {lam}, ...)"]
         labels = r.chosen
@@ -80,6 +80,11 @@ def analyse(directory: str | os.PathLike[str], method: str, labels: Sequence[int
     for c, r in rows.items():
         res = spray(features[c], s, tick=lambda stage, n: bar.update(n))
         results.append(ClassAnalysis(c, r, source.index[r], res, {}, np.zeros(0)))
+    # every class gets every eigengap's k too: ViRelAy lists the first class's clusterings
+    # and looks each of them up in every class
+    wanted = {*s.cluster_counts, *(a.result.eigengap_k for a in results)}
+    for a in results:
+        add_clusterings(a.result, sorted(wanted), s)
     _second_pass(source, results, width, bar)
     for key, other in others.items():
         for a in results:
@@ -102,7 +107,10 @@ def _features(source: layout.MethodFile, rows: dict[int, np.ndarray], s: SpraySe
         for c in rows:
             pick = labels == c
             if pick.any():
-                parts[c].append(heatmap_features(maps[pick], s.size))
+                try:
+                    parts[c].append(heatmap_features(maps[pick], s.size, s.normalize))
+                except ValueError as err:
+                    raise layout.StoreError(f"class {c} of {source.path.name}: {err}") from err
                 bar.update(int(pick.sum()))
     return {c: np.concatenate(p) for c, p in parts.items()}
 
@@ -158,6 +166,6 @@ def _record(a: ClassAnalysis, names: Sequence[str], width: int) -> dict[str, Any
             "eigenvalue": r.eigenvalues, "tsne": r.tsne, "umap": r.umap,
             "drawn_from": r.drawn_from,
             "clusterings": r.clusterings, "prototypes": a.prototypes,
-            "eigengap_k": r.eigengap_k,
+            "eigengap_k": r.eigengap_k, "kmeans_on": r.kmeans_on,
             "agreement": {"border_width": width, "border_fraction": a.border_fraction,
                           "rank_correlation": a.rank_correlation}}

@@ -87,9 +87,13 @@ def explain(clf: Classifier, x: Tensor, names: Sequence[str], methods: Sequence[
         [f"pred {clf.classes[int(pred[i])]} ({float(score[i]):.2f}); explained "
          f"{clf.classes[int(tgt[i])]}" for i in rows], [None] * len(rows), results,
         cell=160, photo=len(clf.mean) == 3)
+    try:
+        axioms: list[Any] = sections.axiom_figures(results, clf.name)
+    except ImportError as err:  # the plots need matplotlib, an extra (lumos[plots])
+        axioms = [rp.Note(f"The axiom plots are missing: {err}")]
     page = rp.Report(title="lumos explain", subtitle=f"{len(x)} image(s) under {clf.name}",
                      sections=[rp.Section("Heatmaps", [*sections.skipped(results), gallery]),
-                               rp.Section("Axioms", sections.axiom_figures(results, clf.name))])
+                               rp.Section("Axioms", axioms)])
     return rp.write(page, out / "explain.html"), lines
 
 

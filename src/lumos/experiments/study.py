@@ -37,14 +37,14 @@ class Progress:
                   flush=True)
 
     def items(self, items: Sequence[T], what: str) -> Iterator[T]:
-        """Yield ``items`` while showing ``what k/n`` (rewritten in place on a terminal)."""
-        tty = sys.stderr.isatty() and not self.quiet
-        for k, item in enumerate(items, 1):
-            if tty:
-                print(f"\r  {what} {k}/{len(items)}", end="", file=sys.stderr, flush=True)
-            yield item
-        if tty:
-            print(file=sys.stderr)
+        """Yield ``items`` under a progress bar labelled ``what`` (drawn on a terminal or in a
+        notebook only: :meth:`say` writes the summary line)."""
+        from lumos.progress import Progress as Bar
+
+        with Bar(len(items), what, enabled=not self.quiet, summary=False) as bar:
+            for item in items:
+                yield item
+                bar.update(1)
 
 
 @dataclass

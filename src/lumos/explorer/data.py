@@ -101,7 +101,11 @@ class StoreView:
         pred = m.prediction[rows]
         embeddings = {name: _unit_box(e[:, :2]) for name, e in c["embeddings"].items()
                       if name != "spectral"}
-        embeddings["spectral"] = _unit_box(c["embeddings"]["spectral"][:, 1:3])
+        # the eigenvectors of the 2nd and 3rd smallest eigenvalues (the smallest is constant
+        # on a connected graph); the spectrum is stored largest first (CoRelAy's order)
+        spectral = c["embeddings"]["spectral"]
+        embeddings["spectral"] = _unit_box(spectral[:, [-2, -3]] if spectral.shape[1] > 2
+                                           else spectral[:, ::-1])
         k = c["eigengap_k"]
         return {
             "method": key, "class": group, "name": c["name"], "n": len(rows),

@@ -27,6 +27,9 @@ import numpy as np
 MANIFEST = "manifest.json"
 INPUT = "input"
 SHARDS = "shards"
+ANALYSIS_PREFIX = "analysis-"
+#: The order of the eigenvalues (and spectral embedding columns) in analysis files: CoRelAy's.
+SPECTRUM_ORDER = "descending"
 _PART = ".part"
 
 #: Datasets of every method file, in the order ViRelAy's specification lists them.
@@ -46,6 +49,18 @@ def _h5py() -> Any:
 def method_stem(key: str) -> str:
     """File stem of a method key: ``ig`` -> ``ig``, ``lrp:epsilon-plus`` -> ``lrp-epsilon-plus``."""
     return re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
+
+
+def analysis_file(folder: Path, key: str) -> Path:
+    """``DIR/analysis-<stem>.h5``: where ``lumos spray`` writes method ``key``'s analysis."""
+    return folder / f"{ANALYSIS_PREFIX}{method_stem(key)}.h5"
+
+
+def spectrum_order(f: Any) -> str:
+    """``"descending"`` or ``"ascending"``: how an open analysis file orders its spectrum
+    (files without the ``spectrum_order`` attribute were written ascending by lumos 0.1)."""
+    order = f.attrs.get("spectrum_order", "ascending")
+    return order.decode() if isinstance(order, bytes) else str(order)
 
 
 def method_file(folder: Path, key: str) -> Path:
@@ -77,14 +92,14 @@ def write_shard(path: Path, groups: Mapping[str, Mapping[str, np.ndarray]],
         for name, arrays in groups.items():
             group = f.create_group(name)
             for field, array in arrays.items():
-                group.create_dataset(field, data=array, chunks=_chunks(array.shape,
+                group.create_dataset(field, data=array, chunks=row_chunks(array.shape,
                                                                        array.dtype.itemsize))
         for k, v in attrs.items():
             f.attrs[k] = v
     return path
 
 
-def _chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None:
+def row_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None:
     """HDF5 chunks of whole rows, about 1 MiB each (one row when a row is larger); none for a
     vector. Chunked rows write in a third of the time of one contiguous block (h5py 3.16:
     33 ms against 70-110 ms for 77 MB) and read back row by row."""
@@ -149,7 +164,7 @@ class Assembly:
                 for field, array in arrays.items():
                     shape = (self.total, *array.shape[1:])
                     f.create_dataset(field, shape=shape, dtype=array.dtype,
-                                     chunks=_chunks(shape, array.dtype.itemsize))
+                                     chunks=row_chunks(shape, array.dtype.itemsize))
             for field, array in arrays.items():
                 f[field][rows[0]:rows[1]] = array
         self.filled.add(rows)

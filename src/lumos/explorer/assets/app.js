@@ -275,11 +275,12 @@
     ctx.moveTo(pad, 6); ctx.lineTo(pad, h - pad); ctx.lineTo(w - 6, h - pad); ctx.stroke();
     ctx.fillStyle = "#555"; ctx.font = "11px sans-serif";
     ctx.fillText(top.toFixed(2), 2, 12); ctx.fillText("0", 16, h - pad);
-    ctx.fillText("eigenvalue index (eigengap: k = " + state.data.eigengap_k + ")", pad + 6, h - 8);
+    ctx.fillText("eigenvalues, largest first as in CoRelAy (eigengap: k = " +
+                 state.data.eigengap_k + ")", pad + 6, h - 8);
     lam.forEach(function (v, i) {
       var x = pad + 8 + i * (w - pad - 20) / Math.max(1, lam.length - 1);
       var y = h - pad - (v / top) * (h - pad - 12);
-      ctx.fillStyle = i < state.data.eigengap_k ? "#d62728" : "#1f77b4";
+      ctx.fillStyle = i >= lam.length - state.data.eigengap_k ? "#d62728" : "#1f77b4";
       ctx.beginPath(); ctx.arc(x, y, 3, 0, 2 * Math.PI); ctx.fill();
     });
   }
