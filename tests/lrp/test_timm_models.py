@@ -32,7 +32,7 @@ SMALL: dict[str, tuple[dict[str, Any], int]] = {
     "xcit_tiny_12_p16_224": (_VIT, 64),
     "levit_128s": (dict(img_size=64), 64),
     "fastvit_t8": (dict(layers=(1, 1, 1, 1)), 64),
-    "ghostnetv2_100": ({}, 32),
+    "ghostnetv2_100": ({}, 64),
     "tf_efficientnet_b0": ({}, 32),
     "maxvit_tiny_tf_224": (dict(img_size=64, depths=(1, 1, 1, 1)), 64),
     "mobilevit_s": ({}, 64),
