@@ -135,3 +135,19 @@ def test_cli_explains_with_timm_and_hugging_face_models(tmp_path: Path,
     assert Image.open(tmp_path / "timm" / "grey-gradient.png").size == (160, 160)
     out = capsys.readouterr().out
     assert "grey.png: top-1" in out
+
+
+def test_dataset_store_with_a_hugging_face_folder(tmp_path: Path) -> None:
+    folder = _hf_vit(tmp_path / "vit")
+    data = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (data / name).mkdir(parents=True)
+        for k in range(2):
+            pixels = rng.integers(0, 255, size=(36, 36, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(data / name / f"{k}.png")
+    assert main(["explain-dataset", "--model", str(folder), "--dataset", f"folder:{data}",
+                 "--method", "lrp:epsilon-plus", "--out", str(tmp_path / "store"),
+                 "--workers", "0", "--quiet"]) == 0
+    store = lumos.open_store(tmp_path / "store")
+    assert store.arrays(None)["data"].shape == (4, 3, 32, 32)
