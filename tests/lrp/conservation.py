@@ -56,8 +56,16 @@ def calibrate(model: nn.Module, side: int, channels: int = 3, seed: int = 0,
 
 
 def conservation_gap(model: nn.Module, x: Tensor,
-                     target: int = 1) -> tuple[float, dict[str, Tensor]]:
-    """``max |input + sinks - output| / |output|`` over the samples, and the report."""
+                     target: int | Tensor | None = None) -> tuple[float, dict[str, Tensor]]:
+    """``max |input + sinks - output| / |output|`` over the samples, and the report.
+
+    ``target`` None: each sample's largest score in magnitude (a ReLU head, as SqueezeNet's,
+    gives exact zeros once biases are zero, and a zero score has nothing to conserve)."""
+    if target is None:
+        from lumos.lrp.capture.outputs import logits_of
+
+        with torch.no_grad():
+            target = logits_of(model(x)).abs().argmax(dim=1)
     exp = lumos.LRP(model, composites.CPLRP(epsilon=1e-9)).explain(x, target=target)
     layers = exp.layers
     sinks = sum((v for k, v in layers.items() if k.endswith("(sink)")),
@@ -66,7 +74,8 @@ def conservation_gap(model: nn.Module, x: Tensor,
     return float(gap.max()), layers
 
 
-def assert_conserves(model: nn.Module, x: Tensor, name: str, target: int = 1) -> None:
+def assert_conserves(model: nn.Module, x: Tensor, name: str,
+                     target: int | Tensor | None = None) -> None:
     """Fail when CPLRP on ``model`` (calibrated, float64) loses or makes relevance on ``x``."""
     gap, layers = conservation_gap(model, x, target)
     assert bool(layers["output"].abs().min() > 0), f"{name}: the explained score is zero"
