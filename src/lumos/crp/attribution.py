@@ -23,6 +23,7 @@ from lumos.attribution.checks import check_input
 from lumos.attribution.targets import Target, TargetLike
 from lumos.crp import conditions as cond
 from lumos.crp import seam
+from lumos.crp.results import ConceptHeatmaps
 from lumos.lrp import composites as comp
 
 #: Memory a pass may use by default (bytes), for the default ``batch_size``.
@@ -140,10 +141,63 @@ class CRP:
         result = x.new_zeros((n, k, *x.shape[1:]))
         tgt = Target(target, n)
         for plan in self._plans(canon, x):
-            heat, _ = self._run_plan(x, tgt, plan, [], batch_size, heatmap=True)
-            assert heat is not None
-            result[:, plan.index] = heat
+            got = self._run_plan(x, tgt, plan, [], batch_size, heatmap=True)
+            result[:, plan.index] = got["heatmap"]
         return result
+
+    def explain(self, inputs: Tensor, target: TargetLike = None, layer: str | None = None,
+                concepts: Iterable[cond.ConceptLike] | None = None,
+                conditions: Sequence[cond.ConditionLike] | None = None,
+                batch_size: int | None = None) -> ConceptHeatmaps:
+        """:meth:`attribute`'s heatmaps with, per condition, the relevance that flows
+        through its concept and where in the concept's layer it does (see
+        :class:`~lumos.crp.results.ConceptHeatmaps`)."""
+        x = check_input(inputs)
+        canon = self._conditions(x, layer, concepts, conditions)
+        n, k = len(x), len(canon)
+        tgt = Target(target, n)
+        heat = x.new_zeros((n, k, *x.shape[1:]))
+        total = x.new_zeros((n, k))
+        positions: list[Tensor | None] = [None] * k
+        for plan in self._plans(canon, x):
+            got = self._run_plan(x, tgt, plan, [], batch_size, heatmap=True)
+            heat[:, plan.index] = got["heatmap"]
+            total[:, plan.index] = got["relevance"]
+            for j, i in enumerate(plan.index):
+                positions[i] = got["positions"][:, j]
+        return ConceptHeatmaps(heatmaps=heat, relevance=total,
+                               positions=[p for p in positions if p is not None],
+                               conditions=canon, layers=[self._top(c, x) for c in canon])
+
+    def explain_each(self, inputs: Tensor, target: TargetLike,
+                     conditions: Sequence[cond.ConditionLike], batch_size: int | None = None,
+                     ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Sample ``i`` under condition ``i`` only (``len(conditions) == N``): heatmaps
+        ``(N, *input)``, the relevance through each condition's concept ``(N,)`` and, per
+        sample, that relevance per position of the condition's highest layer."""
+        x = check_input(inputs)
+        canon = self._conditions(x, None, None, conditions)
+        if len(canon) != len(x):
+            raise ValueError(f"explain_each needs one condition per sample: {len(x)} samples, "
+                             f"{len(canon)} conditions")
+        tgt = Target(target, len(x))
+        heat, total = torch.zeros_like(x), x.new_zeros(len(x))
+        positions: list[Tensor | None] = [None] * len(x)
+        rows = batch_size or default_rows(x)
+        for plan in self._plans(canon, x):
+            index = torch.tensor(plan.index)
+            for lo in range(0, len(index), rows):
+                idx = index[lo:lo + rows]
+                got = self._conditional_rows(x[idx], tgt.subset(idx), plan,
+                                             [canon[int(i)] for i in idx], {}, heatmap=True)
+                heat[idx], total[idx] = got["heatmap"], got["relevance"]
+                for j, i in enumerate(idx.tolist()):
+                    positions[i] = got["positions"][j]
+        return heat, total, [p for p in positions if p is not None]
+
+    def _top(self, condition: cond.Condition, x: Tensor) -> str:
+        wanted = self._layers(condition, x)
+        return max(wanted.values(), key=lambda lay: lay.position).name
 
     def concept_relevance(self, inputs: Tensor, target: TargetLike = None,
                           layers: Sequence[str] | str = (),
@@ -168,8 +222,9 @@ class CRP:
         canon = self._conditions(x, None, None, conditions)
         out: dict[str, Tensor] = {}
         for plan in self._plans(canon, x):
-            _, rec = self._run_plan(x, tgt, plan, names, batch_size, heatmap=False)
-            for name, values in rec.items():
+            got = self._run_plan(x, tgt, plan, names, batch_size, heatmap=False)
+            for name in names:
+                values = got[f"layer:{name}"]
                 if name not in out:
                     out[name] = values.new_zeros((len(x), len(canon), values.shape[-1]))
                 out[name][:, plan.index] = values
@@ -243,42 +298,44 @@ class CRP:
         return list(groups.values())
 
     def _run_plan(self, x: Tensor, tgt: Target, plan: _Plan, record: list[str],
-                  batch_size: int | None, heatmap: bool
-                  ) -> tuple[Tensor | None, dict[str, Tensor]]:
-        """Heatmaps ``(N, K, ...)`` and recorded concept relevances ``{layer: (N, K, C)}`` of
-        one plan, rows ordered condition-major in batches of ``batch_size``."""
+                  batch_size: int | None, heatmap: bool) -> dict[str, Tensor]:
+        """What :meth:`_conditional_rows` gives, each ``(N, K, ...)``, for one plan; rows
+        ordered condition-major in batches of ``batch_size``."""
         n, k = len(x), len(plan.conditions)
         rows = batch_size or default_rows(x)
         record_layers = self._layers(record, x) if record else {}
-        heat = x.new_zeros((k * n, *x.shape[1:])) if heatmap else None
-        rec: dict[str, Tensor] = {}
+        out: dict[str, Tensor] = {}
         for lo in range(0, k * n, rows):
             r = torch.arange(lo, min(lo + rows, k * n))
-            got_heat, got_rec = self._conditional_rows(
-                x[r % n], tgt.subset(r % n), plan, [plan.conditions[i] for i in (r // n)],
-                record_layers, heatmap)
-            if heat is not None and got_heat is not None:
-                heat[r] = got_heat
-            for name, values in got_rec.items():
-                if name not in rec:
-                    rec[name] = values.new_zeros((k * n, values.shape[-1]))
-                rec[name][r] = values
-        heat_out = None if heat is None else heat.reshape(k, n, *x.shape[1:]).transpose(0, 1)
-        return heat_out, {name: v.reshape(k, n, -1).transpose(0, 1) for name, v in rec.items()}
+            got = self._conditional_rows(x[r % n], tgt.subset(r % n), plan,
+                                         [plan.conditions[i] for i in (r // n)],
+                                         record_layers, heatmap)
+            for key, values in got.items():
+                if key not in out:
+                    out[key] = values.new_zeros((k * n, *values.shape[1:]))
+                out[key][r] = values
+        return {key: v.reshape(k, n, *v.shape[1:]).transpose(0, 1) for key, v in out.items()}
 
     def _conditional_rows(self, x: Tensor, tgt: Target, plan: _Plan,
                           conditions: list[cond.Condition], record: dict[str, seam.Layer],
-                          heatmap: bool) -> tuple[Tensor | None, dict[str, Tensor]]:
+                          heatmap: bool) -> dict[str, Tensor]:
+        """One conditioned pass over rows ``x``: ``heatmap`` (input relevance), ``positions``
+        (relevance of the condition's top layer per position, its channels summed),
+        ``relevance`` (that layer's total: what flows through the concept) and per recorded
+        layer ``layer:<name>`` (its concept relevances under the condition)."""
         wanted = {**{lay.name: lay for lay in plan.layers}, **record}
-        recorded: dict[str, Tensor] = {}
+        out: dict[str, Tensor] = {}
         with torch.enable_grad():
             p = seam.forward(self.lrp, x, wanted)
 
-            def keep(name: str, grad: Tensor | None) -> None:
+            def relevance(name: str, grad: Tensor | None) -> Tensor:
                 t = p.tensors[name]
-                rel = p.relevance(name, grad if grad is not None else torch.zeros_like(t))
-                recorded[name] = _layer_stats(rel, t.detach(), record[name].channel_dim,
-                                              ("relevance",))["relevance"]
+                return p.relevance(name, grad if grad is not None else torch.zeros_like(t))
+
+            def keep(name: str, grad: Tensor | None) -> None:
+                out[f"layer:{name}"] = _layer_stats(
+                    relevance(name, grad), p.tensors[name].detach(), record[name].channel_dim,
+                    ("relevance",))["relevance"]
 
             source, grad = p.output, p.seed(seam.start_relevance(p.output, tgt.score(p.output)))
             above: float = float("inf")
@@ -296,16 +353,22 @@ class CRP:
                 for name, g in zip(between, grads, strict=False):
                     keep(name, g)
                 if stage is None:
-                    return (p.input_relevance(grads[-1]) if heatmap else None), recorded
+                    if heatmap:
+                        out["heatmap"] = p.input_relevance(grads[-1])
+                    break
                 g_stage = grads[-1]
-                masked = (g_stage if g_stage is not None else
-                          torch.zeros_like(p.tensors[stage.name])) * _mask(
-                              p.tensors[stage.name], stage, conditions)
+                t = p.tensors[stage.name]
+                masked = (g_stage if g_stage is not None else torch.zeros_like(t)) * _mask(
+                    t, stage, conditions)
+                if stage is plan.layers[0]:
+                    at = relevance(stage.name, masked).sum(stage.channel_dim % t.dim())
+                    out["positions"] = at.detach()
+                    out["relevance"] = at.reshape(len(at), -1).sum(1).detach()
                 for name, lay in record.items():
                     if lay.position == stage.position:
                         keep(name, masked)
-                source, grad, above = p.tensors[stage.name], masked, stage.position
-        return None, recorded
+                source, grad, above = t, masked, stage.position
+        return out
 
 
 def _grad(source: Tensor, targets: list[Tensor], grad: Tensor, stage: seam.Layer | None
