@@ -263,8 +263,10 @@ class CRP:
             for name, grad in zip(names, grads, strict=False):
                 t = p.tensors[name]
                 g = grad if grad is not None else torch.zeros_like(t)
-                out[name] = _layer_stats(p.relevance(name, g), t.detach(),
-                                         wanted[name].channel_dim, which)
+                act = p.activation(name) if any(w.startswith("activation") for w in which) \
+                    else t.detach()
+                out[name] = _layer_stats(p.relevance(name, g), act, wanted[name].channel_dim,
+                                         which)
             if heatmap:
                 out[""] = {"heatmap": p.input_relevance(grads[-1])}
         return out

@@ -11,9 +11,10 @@ splitting the backward pass at the concept layers is CRP's own business
 
 A layer is named by its module path in the user's model. A module called as one graph node
 (a convolution, a linear layer, an activation) gives that node's output; a container (a
-transformer block, a residual block) gives the output of the last node traced inside it. When
-a layer's only consumer is a ReLU, the ReLU's output is read instead: the same relevance
-(ReLU passes it on), and the activation the next layer sees.
+transformer block, a residual block) gives the output of the last node traced inside it. The
+engine may apply the ReLU after a layer inside the layer's own step: the relevance there is
+the same (a ReLU passes it on), and the layer's activation is computed again without the ReLU
+when asked for (:meth:`Pass.activation`).
 """
 
 from __future__ import annotations
@@ -76,7 +77,6 @@ def layers(prog: _Program, names: Sequence[str],
     out: dict[str, Layer] = {}
     for name in names:
         node = _output_node(prog, name, position)
-        node = _past_relu(prog, node)
         dims = (channel_dims or {}).get(name)
         out[name] = Layer(name, node, position[node],
                           _channel_dim(prog, node) if dims is None else dims)
@@ -113,8 +113,8 @@ def _output_node(prog: _Program, name: str, position: dict[fx.Node, int]) -> fx.
         known = layer_names(prog)
         hint = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
         raise LayerError(f"the model has no layer '{name}' that LRP runs (a BatchNorm folded "
-                         f"into the convolution before it, a module that is never called, or "
-                         f"a typo); concept layers are module paths such as: {hint}")
+                         f"into the layer before it: name that layer; a module that is never "
+                         f"called; or a typo); concept layers are module paths such as: {hint}")
     if len(escaping) > 1:
         raise LayerError(f"module '{name}' hands on {len(escaping)} tensors; name a module "
                          "with one output")
@@ -127,11 +127,10 @@ def _module(prog: _Program, node: Any) -> nn.Module | None:
     return None
 
 
-def _past_relu(prog: _Program, node: fx.Node) -> fx.Node:
+def _fused_relu(prog: _Program, node: fx.Node) -> bool:
+    """Whether the engine applies the ReLU after ``node`` inside ``node``'s own step."""
     users = list(node.users)
-    if len(users) == 1 and isinstance(_module(prog, users[0]), (nn.ReLU, nn.ReLU6)):
-        return users[0]
-    return node
+    return len(users) == 1 and users[0] in prog.absorbed
 
 
 def _channel_dim(prog: _Program, node: fx.Node) -> int:
@@ -171,6 +170,17 @@ class Pass:
     output: Tensor
     leaf: Tensor
     tensors: dict[str, Tensor]
+    layers: dict[str, Layer]
+    inputs: dict[str, Any]
+
+    def activation(self, name: str) -> Tensor:
+        """The output of layer ``name`` as its module computes it (detached)."""
+        node = self.layers[name].node
+        if _fused_relu(self.prog, node):
+            with torch.no_grad():
+                args, kwargs = self.inputs[name]
+                return self.prog.modules[str(node.target)](*args, **kwargs).detach()
+        return self.tensors[name].detach()
 
     def seed(self, start: Tensor) -> Tensor:
         """The backward pass's gradient at the output for start relevance ``start``."""
@@ -201,6 +211,7 @@ def forward(lrp: LRP, x: Tensor, wanted: dict[str, Layer]) -> Pass:
     state = Run(explain=False)
     by_node = {layer.node: name for name, layer in wanted.items()}
     kept: dict[str, Tensor] = {}
+    inputs: dict[str, Any] = {}
     original = {node: prog.steps[node] for node in by_node if node in prog.steps}
     missing = [name for node, name in by_node.items() if node not in original]
     if missing:
@@ -213,6 +224,9 @@ def forward(lrp: LRP, x: Tensor, wanted: dict[str, Layer]) -> Pass:
         def run(state: Run, n: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             value = step(state, n, args, kwargs)
             kept[by_node[node]] = value
+            if _fused_relu(prog, node):
+                inputs[by_node[node]] = (tuple(a.detach() if isinstance(a, Tensor) else a
+                                               for a in args), kwargs)
             return value
         return run
 
@@ -229,7 +243,7 @@ def forward(lrp: LRP, x: Tensor, wanted: dict[str, Layer]) -> Pass:
         if not isinstance(value, Tensor) or (torch.is_grad_enabled() and not value.requires_grad):
             raise LayerError(f"layer '{name}' does not carry relevance (its output does not "
                              "depend on the input)")
-    return Pass(prog, state, out, leaf, kept)
+    return Pass(prog, state, out, leaf, kept, dict(wanted), inputs)
 
 
 def start_relevance(out: Tensor, score: Tensor) -> Tensor:

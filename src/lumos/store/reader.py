@@ -68,12 +68,13 @@ class Store:
 
     def arrays(self, key: str | None = None, fields: tuple[str, ...] | None = None,
                ) -> dict[str, np.ndarray]:
-        """Method ``key``'s datasets (or ``input.h5``'s) read into numpy arrays, by name."""
+        """Method ``key``'s datasets (or ``input.h5``'s) read into numpy arrays, by name (not
+        the groups below, such as ``concepts``: see :meth:`concepts`)."""
         import h5py
 
         path = self.folder / f"{layout.INPUT}.h5" if key is None else self.path(key)
         with h5py.File(path, "r") as f:
-            names = fields or tuple(f.keys())
+            names = fields or tuple(k for k in f.keys() if hasattr(f[k], "shape"))
             missing = [n for n in names if n not in f]
             if missing:
                 raise StoreError(f"{path} has no dataset {missing[0]!r}; it has "
