@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 import zcrp
+
 from lumos.cli import main
 from lumos.crp import CRP
 from lumos.crp.analysis import analyse, read_analysis
@@ -20,7 +20,7 @@ from lumos.lrp import composites
 from lumos.store import open_store
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "store"))
-from storefix import make_checkpoint, make_folder  # noqa: E402
+from storefix import make_checkpoint, make_folder
 
 
 def same_up_to_ties(mine: np.ndarray, theirs: np.ndarray, scores: np.ndarray,

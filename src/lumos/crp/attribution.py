@@ -359,9 +359,10 @@ class CRP:
                         out["heatmap"] = p.input_relevance(grads[-1])
                     break
                 g_stage = grads[-1]
+                if g_stage is None:
+                    raise ValueError(_OFF_PATH.format(stage.name))
                 t = p.tensors[stage.name]
-                masked = (g_stage if g_stage is not None else torch.zeros_like(t)) * _mask(
-                    t, stage, conditions)
+                masked = g_stage * _mask(t, stage, conditions)
                 if stage is plan.layers[0]:
                     at = relevance(stage.name, masked).sum(stage.channel_dim % t.dim())
                     out["positions"] = at.detach()
@@ -373,16 +374,18 @@ class CRP:
         return out
 
 
+_OFF_PATH = ("no relevance reaches layer '{}' through the condition's layers above it: the "
+             "layers of a condition must lie on one path from the input to the output")
+
+
 def _grad(source: Tensor, targets: list[Tensor], grad: Tensor, stage: seam.Layer | None
           ) -> list[Tensor | None]:
     try:
         return list(torch.autograd.grad(source, targets, grad, allow_unused=True))
     except RuntimeError as err:
         if "does not require grad" in str(err) or "not have been used" in str(err):
-            where = f"layer '{stage.name}'" if stage is not None else "the input"
-            raise ValueError(f"no relevance reaches {where} through the condition's layers "
-                             "above it: the layers of a condition must lie on one path from "
-                             "the input to the output") from err
+            raise ValueError(_OFF_PATH.format(stage.name if stage is not None else "input")
+                             ) from err
         raise
 
 

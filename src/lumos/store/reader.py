@@ -74,7 +74,7 @@ class Store:
 
         path = self.folder / f"{layout.INPUT}.h5" if key is None else self.path(key)
         with h5py.File(path, "r") as f:
-            names = fields or tuple(k for k in f.keys() if hasattr(f[k], "shape"))
+            names = fields or tuple(k for k in f if hasattr(f[k], "shape"))
             missing = [n for n in names if n not in f]
             if missing:
                 raise StoreError(f"{path} has no dataset {missing[0]!r}; it has "
