@@ -60,5 +60,13 @@ def _clever_hans(args: argparse.Namespace, device: torch.device) -> int:
               f"cluster {c} holds {r['cluster_sizes'][c]} digits, {r['marked_share'][c]:.0%} "
               f"of them marked, {r['border_fraction'][str(c)]:.0%} of |relevance| on the "
               "border")
+    concept = result.get("concept")
+    if concept:
+        print(f"{concept['method']} concepts of {concept['layer']}: concept {concept['concept']} "
+              f"has the largest mean relevance on the marked digits "
+              f"({concept['mean_relevance_marked']:+.3f}, unmarked "
+              f"{concept['mean_relevance_unmarked']:+.3f}); {concept['marked_in_top']:.0%} of "
+              f"its top {len(concept['top'])} references by relevance carry the mark "
+              f"(see `lumos serve {args.out / 'store'}`, concepts)")
     print(result["page"])
     return 0
