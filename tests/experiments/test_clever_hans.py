@@ -10,12 +10,14 @@ as ``lumos demo --clever-hans``; its numbers are in the README.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from explorer.test_concept_view import concept_self_test
 from lumos.experiments.clever_hans import (
     CleverHansSettings,
     Mark,
@@ -60,7 +62,8 @@ def test_imagefolder_with_its_own_mark(tmp_path: Path) -> None:
     checkpoint = save_model(model, tmp_path / "model.safetensors", settings)
     truth = _write_rgb_folder(tmp_path / "folder", seed=1)
     result = spray_folder(checkpoint, tmp_path / "folder", tmp_path / "store", f"digit-{DIGIT}",
-                          truth, ("lrp:epsilon-plus",), ig={}, quiet=True)
+                          truth, ("lrp:epsilon-plus",), ig={}, quiet=True,
+                          concept_layer="features.4", concept_top=16)
     assert result["samples"] == 100 and result["marked"] == int(truth.sum())
     lrp = result["methods"]["lrp:epsilon-plus"]
     print(f"folder:DIR with the test's own mark: LRP eigengap k = {lrp['k']}, ARI "
@@ -70,6 +73,32 @@ def test_imagefolder_with_its_own_mark(tmp_path: Path) -> None:
     assert lrp["marked_share"][hans] >= 0.95
     assert Path(result["page"]).is_file()
     assert (tmp_path / "store" / "analysis-lrp-epsilon-plus.h5").is_file()
+    # by concept (Must show 5 of the concepts issue): the last convolution's concept with the
+    # largest mean relevance on the marked digits has marked digits among its references
+    concept = result["concept"]
+    print(f"concept {concept['concept']} of features.4: {concept['marked_in_top']:.0%} of its "
+          f"top 16 references marked; {concept}")
+    assert len(concept["top"]) == 16 and concept["marked_in_top"] >= 0.8, concept
+    check_concept_view(tmp_path / "store", concept, tmp_path)
+
+
+def check_concept_view(store: Path, concept: dict[str, Any], tmp: Path) -> None:
+    """The explorer's concept view, served, in headless Chromium: it shows the concept with
+    its 16 references by relevance (the marked ones), and the first one's top concepts."""
+    from lumos.crp.files import concepts_file
+    from lumos.experiments.clever_hans import truth
+
+    assert concepts_file(store, concept["method"]).is_file()
+    marked = truth(store.parent / "folder", None)
+    result = concept_self_test(store, concept["concept"], tmp)
+    assert result["concept"] == concept["concept"] and result["rows"] == 32
+    assert result["relmax"] == concept["top"]
+    assert float(np.mean(marked[result["relmax"]])) >= 0.8
+    kinds = [i["kind"] for i in result["images"]]
+    assert kinds.count("relmax:input") == kinds.count("relmax:heatmap") == 16
+    assert kinds.count("actmax:input") == 16 and "sample:heatmap" in kinds
+    assert [i for i in result["images"] if i["width"] <= 0] == []
+    assert result["sample"]["top"][0] in range(32) and result["sampleRows"] >= 1
 
 
 @pytest.mark.slow
