@@ -78,6 +78,8 @@ class CRP:
         self.model = model
         self.composite = self.lrp.composite
         self.channel_dims = dict(channel_dims or {})
+        #: layer shapes by input size (:meth:`shapes`)
+        self._shapes: dict[tuple[object, ...], dict[str, tuple[int, ...]]] = {}
 
     # ---- layers --------------------------------------------------------------------------
     def layers(self, example: Tensor) -> list[str]:
@@ -97,16 +99,19 @@ class CRP:
         """Per layer: ``(channels, *positions)``, the output shape without the batch, with
         the concept dimension first."""
         x = check_input(example)[:1]
-        wanted = self._layers(names, x)
-        with torch.no_grad():
-            p = seam.forward(self.lrp, x, wanted)
-        out = {}
-        for name, layer in wanted.items():
-            t = p.tensors[name]
-            dim = layer.channel_dim % t.dim()
-            rest = [s for i, s in enumerate(t.shape) if i not in (0, dim)]
-            out[name] = (int(t.shape[dim]), *rest)
-        return out
+        key = (tuple(x.shape[1:]), x.dtype, x.device)
+        known = self._shapes.setdefault(key, {})
+        missing = [name for name in dict.fromkeys(names) if name not in known]
+        if missing:  # one forward pass of one sample, once per input size
+            wanted = self._layers(missing, x)
+            with torch.no_grad():
+                p = seam.forward(self.lrp, x, wanted)
+            for name, layer in wanted.items():
+                t = p.tensors[name]
+                dim = layer.channel_dim % t.dim()
+                rest = [s for i, s in enumerate(t.shape) if i not in (0, dim)]
+                known[name] = (int(t.shape[dim]), *rest)
+        return {name: known[name] for name in names}
 
     def _layers(self, names: Iterable[str], x: Tensor) -> dict[str, seam.Layer]:
         prog = seam.program(self.lrp, x)
@@ -318,17 +323,32 @@ class CRP:
                 out[key][r] = values
         return {key: v.reshape(k, n, *v.shape[1:]).transpose(0, 1) for key, v in out.items()}
 
-    def _conditional_rows(self, x: Tensor, tgt: Target, plan: _Plan,
-                          conditions: list[cond.Condition], record: dict[str, seam.Layer],
-                          heatmap: bool) -> dict[str, Tensor]:
-        """One conditioned pass over rows ``x``: ``heatmap`` (input relevance), ``positions``
-        (relevance of the condition's top layer per position, its channels summed),
-        ``relevance`` (that layer's total: what flows through the concept) and per recorded
-        layer ``layer:<name>`` (its concept relevances under the condition)."""
+    def _forward(self, x: Tensor, tgt: Target, plan: _Plan, record: dict[str, seam.Layer]
+                 ) -> tuple[seam.Pass, Tensor]:
+        """The forward pass of rows ``x`` keeping the plan's and ``record``'s layers, and
+        the gradient that starts the backward pass."""
         wanted = {**{lay.name: lay for lay in plan.layers}, **record}
-        out: dict[str, Tensor] = {}
         with torch.enable_grad():
             p = seam.forward(self.lrp, x, wanted)
+            return p, p.seed(seam.start_relevance(p.output, tgt.score(p.output)))
+
+    def _conditional_rows(self, x: Tensor, tgt: Target, plan: _Plan,
+                          conditions: Sequence[cond.Condition | None],
+                          record: dict[str, seam.Layer], heatmap: bool) -> dict[str, Tensor]:
+        """One conditioned pass over rows ``x`` (see :meth:`_backward`)."""
+        return self._backward(*self._forward(x, tgt, plan, record), plan, conditions, record,
+                              heatmap)
+
+    def _backward(self, p: seam.Pass, seed: Tensor, plan: _Plan,
+                  conditions: Sequence[cond.Condition | None], record: dict[str, seam.Layer],
+                  heatmap: bool) -> dict[str, Tensor]:
+        """The backward pass of ``p``, row ``i`` conditioned on ``conditions[i]`` (None: no
+        relevance): ``heatmap`` (input relevance), ``positions`` (relevance of the
+        condition's top layer per position, its channels summed), ``relevance`` (that
+        layer's total: what flows through the concept) and per recorded layer
+        ``layer:<name>`` (its concept relevances under the condition)."""
+        out: dict[str, Tensor] = {}
+        with torch.enable_grad():
 
             def relevance(name: str, grad: Tensor | None) -> Tensor:
                 t = p.tensors[name]
@@ -339,7 +359,7 @@ class CRP:
                     relevance(name, grad), p.tensors[name].detach(), record[name].channel_dim,
                     ("relevance",))["relevance"]
 
-            source, grad = p.output, p.seed(seam.start_relevance(p.output, tgt.score(p.output)))
+            source, grad = p.output, seed
             above: float = float("inf")
             for stage in [*plan.layers, None]:
                 below = -1 if stage is None else stage.position
@@ -389,12 +409,15 @@ def _grad(source: Tensor, targets: list[Tensor], grad: Tensor, stage: seam.Layer
         raise
 
 
-def _mask(t: Tensor, layer: seam.Layer, conditions: list[cond.Condition]) -> Tensor:
-    """A 0/1 mask shaped to broadcast over ``t``: each row keeps its condition's channels."""
+def _mask(t: Tensor, layer: seam.Layer, conditions: Sequence[cond.Condition | None]
+          ) -> Tensor:
+    """A 0/1 mask shaped to broadcast over ``t``: each row keeps its condition's channels
+    (none for a row without a condition)."""
     dim = layer.channel_dim % t.dim()
     mask = t.new_zeros((len(conditions), t.shape[dim]))
     for row, c in enumerate(conditions):
-        mask[row, list(c[layer.name])] = 1.0
+        if c is not None:
+            mask[row, list(c[layer.name])] = 1.0
     shape = [1] * t.dim()
     shape[0], shape[dim] = len(conditions), t.shape[dim]
     return mask.reshape(shape)

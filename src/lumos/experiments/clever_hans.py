@@ -192,8 +192,12 @@ def spray_folder(checkpoint: Path, folder: Path, store: Path, class_name: str,
               "marked": int(marked.sum())}
     if concept_layer:
         key = next(m for m in methods if m.startswith("lrp:"))
-        result["concept"] = marked_concept(store, key, concept_layer, truth(folder, None),
-                                           concept_top, quiet, device)
+        with open_store(store) as st:
+            got = st.arrays(key, ("index", "label"))
+        flags = np.zeros(int(got["index"].max()) + 1, dtype=bool)  # by dataset position
+        flags[np.sort(got["index"][got["label"] == label])] = marked
+        result["concept"] = marked_concept(store, key, concept_layer, flags, concept_top,
+                                           quiet, device)
     return result
 
 
@@ -201,7 +205,7 @@ def marked_concept(store: Path, key: str, layer: str, marked: np.ndarray, top: i
                    quiet: bool = True, device: str | torch.device | None = None
                    ) -> dict[str, Any]:
     """The concept of ``layer`` with the largest mean relevance on the marked samples
-    (``marked``: one flag per sample of the store), and the share of marked samples among its
+    (``marked``: one flag per dataset position), and the share of marked samples among its
     ``top`` RelMax references (``lumos concepts`` run on the store)."""
     from lumos.crp.analysis import analyse
     from lumos.store import open_store
@@ -210,15 +214,16 @@ def marked_concept(store: Path, key: str, layer: str, marked: np.ndarray, top: i
                        device=device or "cpu", progress=not quiet)
     with open_store(store) as st:
         relevance = st.concepts(key, layer)["relevance"]
-    on_marked = relevance[marked].mean(0)
+        on_rows = marked[st.arrays(key, ("index",))["index"]]
+    on_marked = relevance[on_rows].mean(0)
     concept = int(on_marked.argmax())
     refs = analysis.top(concept)
     share = float(marked[refs].mean()) if refs else 0.0
     return {"method": key, "layer": layer, "concept": concept, "top": refs,
             "marked_in_top": round(share, 4),
             "mean_relevance_marked": round(float(on_marked[concept]), 5),
-            "mean_relevance_unmarked": round(float(relevance[~marked].mean(0)[concept]), 5),
-            "rank_on_unmarked": int((relevance[~marked].mean(0) > relevance[~marked].mean(0)[
+            "mean_relevance_unmarked": round(float(relevance[~on_rows].mean(0)[concept]), 5),
+            "rank_on_unmarked": int((relevance[~on_rows].mean(0) > relevance[~on_rows].mean(0)[
                 concept]).sum())}
 
 

@@ -95,7 +95,8 @@ class ConceptView:
         if kind == "input":
             image = np.asarray(self.view._input_array(int(refs.index[concept, k])))
             return png_bytes(_thumb(to_image(image[:, top:bottom, left:right])))
-        heat = files.read_heatmap(self.paths[key], layer, (mode,), (concept, k))
+        heat = (files.read_heatmap(self.paths[key], layer, (mode,), (concept, k))
+                if concept in a.heatmap_concepts else None)  # the others are zeros
         if heat is None:
             raise NotFound(f"no heatmap of concept {concept}'s reference {k}")
         return png_bytes(_thumb(heatmap(heat[top:bottom, left:right])))
