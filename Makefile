@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-dev
 # in a folder of its own with zennit 0.5.1 and runs in a subprocess (tests/crp/zcrp.py).
 ORACLE := $(VENV)/zennit-crp/.installed
 
-.PHONY: demo test docs lint typecheck bench clean oracle
+.PHONY: demo test docs lint typecheck bench oracle clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,20 @@ test: $(STAMP) $(ORACLE)
 	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900
+
+# Quantus (GPL, never a lumos dependency) lives in its own venv for bench/metrics_oracle.py and
+# bench/metrics_speed.py: torch, quantus==0.6.0 and this checkout (-e, without extras).
+QVENV := .venv-quantus
+$(QVENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(QVENV)
+	$(QVENV)/bin/pip install --quiet --upgrade pip
+	$(QVENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 || $(QVENV)/bin/pip install --quiet "torch>=2.3" "torchvision>=0.18"
+	$(QVENV)/bin/pip install --quiet quantus==0.6.0 safetensors h5py pillow mlxtend scikit-image
+	$(QVENV)/bin/pip install --quiet --no-deps -e .
+	touch $(QVENV)/.installed
+
+oracle: $(QVENV)/.installed
+	$(QVENV)/bin/python bench/metrics_oracle.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

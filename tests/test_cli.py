@@ -25,6 +25,7 @@ methods = ["ig", "lrp:epsilon-plus", "gradient"]
 ig_max_steps = 16
 ig_tolerance = 0.1
 flip_steps = 4
+family_n = 4
 """
 
 
@@ -72,6 +73,8 @@ def test_reproduce_mnist_end_to_end_and_resumes(tmp_path: Path,
     assert html.count('data-gallery="mnist" data-kind="ig"') == 10
     assert html.count('data-gallery="mnist" data-kind="lrp"') == 10
     assert "MoRF AOPC" in html and "epochs = 1" in html
+    for family in ("Faithfulness", "Robustness", "Complexity", "Randomisation", "Axiomatic"):
+        assert f"{family} (4 inputs)" in html  # one table per family
     results = json.loads((tmp_path / "out" / "mnist" / "results.json").read_text())
     assert set(results["methods"]) == {"ig", "lrp:epsilon-plus", "gradient"}
     stamp = (tmp_path / "out" / "mnist" / "results.safetensors").stat().st_mtime_ns
@@ -79,6 +82,7 @@ def test_reproduce_mnist_end_to_end_and_resumes(tmp_path: Path,
     assert main(argv) == 0                       # second run: both stages skipped
     err = capsys.readouterr().err
     assert "train: done already" in err and "evaluate: done already" in err
+    assert "metrics by family: done already" in err
     assert (tmp_path / "out" / "mnist" / "results.safetensors").stat().st_mtime_ns == stamp
 
 

@@ -45,11 +45,8 @@ print(path)
 # 2 and a 7:
 
 # %%
-rows, labels = [], []
-for a in classes:  # prototypes[k]: the k cluster means of the k-means with k clusters
-    rows.append([heatmap(mean) for mean in a.prototypes[a.result.eigengap_k]])
-    labels.append(f"class {a.label}")
-grid(rows, row_labels=labels, cell=96)
+rows = [[heatmap(p) for p in a.prototypes[a.result.eigengap_k]] for a in classes]
+grid(rows, row_labels=[f"class {a.label}" for a in classes], cell=96)
 
 # %% [markdown]
 # The eigenvalues near zero and the gap after them are what the eigengap reads. lumos keeps the

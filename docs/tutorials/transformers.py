@@ -3,7 +3,8 @@
 #
 # The same `lumos.LRP` explains transformers. This tutorial builds a small Vision Transformer
 # and a small ConvNeXt from torchvision with random weights (no download; the rules do not care
-# whether the weights are trained), explains them with several composites, checks conservation,
+# whether the weights are trained; only the ViT's head, which torchvision starts at zero, gets
+# random weights), explains them with several composites, checks conservation,
 # and compares the composites' maps.
 
 # %%
@@ -19,6 +20,7 @@ from lumos.viz import grid, heatmap
 torch.manual_seed(0)
 vit = VisionTransformer(image_size=32, patch_size=4, num_layers=2, num_heads=4, hidden_dim=64,
                         mlp_dim=128, num_classes=10).eval()
+torch.nn.init.normal_(vit.heads.head.weight, std=0.1)  # torchvision starts the head at zero
 convnext = ConvNeXt([CNBlockConfig(32, 64, 2), CNBlockConfig(64, None, 2)], num_classes=10).eval()
 x = torch.rand(4, 3, 32, 32)
 
@@ -63,6 +65,7 @@ for a in names:
 vit64 = VisionTransformer(image_size=32, patch_size=4, num_layers=2, num_heads=4, hidden_dim=64,
                           mlp_dim=128, num_classes=10).double().eval()
 with torch.no_grad():
+    torch.nn.init.normal_(vit64.heads.head.weight, std=0.1)
     for name, p in vit64.named_parameters():
         if name.endswith("bias"):
             p.zero_()

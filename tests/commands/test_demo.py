@@ -17,7 +17,7 @@ def _tiny() -> DemoSettings:
     return DemoSettings(epochs=1, train_limit=300, explain=10, photos=["chelsea"],
                         mnist_methods=["ig", "lrp:epsilon-plus", "gradient"],
                         photo_methods=["gradient"], ig_tolerance=0.1, ig_max_steps=64,
-                        flip_steps=2)
+                        flip_steps=2, family_n=3)
 
 
 def _digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,6 +45,8 @@ def test_demo_runs_with_device_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "Command: lumos demo --fast  (seed 0, device cpu," in html
     assert "The MNIST part was skipped" not in html
     assert (tmp_path / "mnist-heatmaps.png").is_file()
+    assert "MNIST: metrics by family" in html and "Randomisation (3 inputs)" in html
+    assert "mprt (↓)" in html and (tmp_path / "metrics-by-family.json").is_file()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -1,14 +1,11 @@
-"""Embedded data: mnist-5k's fixed class-balanced split, scikit-image photos, the progress bar."""
+"""Embedded data: mnist-5k's fixed class-balanced split, scikit-image photos."""
 
 from __future__ import annotations
-
-import io
 
 import pytest
 import torch
 
 from lumos.data import mnist5k, photos, samples
-from lumos.progress import Progress
 
 
 def test_mnist5k_split_is_fixed_balanced_and_disjoint() -> None:
@@ -38,27 +35,6 @@ def test_photos_are_rgb() -> None:
         photos(["nonexistent"])
     with pytest.raises(ValueError, match="not a colour photo"):
         photos(["camera"])
-
-
-def test_progress_bar_off_a_terminal_writes_one_line() -> None:
-    stream = io.StringIO()
-    with Progress(10, "train", stream=stream) as bar:
-        for _ in range(10):
-            bar.update(1, "loss 0.1")
-    text = stream.getvalue()
-    assert text.count("\n") == 1 and "100%" in text and "10/10" in text and "loss 0.1" in text
-    noted = io.StringIO()
-    with Progress(2, stream=noted) as bar:
-        bar.write("epoch 1 loss 0.5")
-        bar.update(2)
-    assert noted.getvalue().splitlines()[0] == "epoch 1 loss 0.5"
-    quiet = io.StringIO()
-    with Progress(5, enabled=False, stream=quiet) as bar:
-        bar.update(5)
-    assert quiet.getvalue() == ""
-    sized = Progress(3 * 1024 * 1024, "f", bytes=True, initial=1024 * 1024, stream=io.StringIO())
-    assert "1.0MiB/3.0MiB" in sized.line()
-    assert "KiB" in Progress(None, bytes=True, initial=2048, stream=io.StringIO()).line()
 
 
 def test_mnist5k_parses_once_and_hands_out_copies() -> None:

@@ -82,6 +82,7 @@ def test_wheel_builds_clean_installs_alone_and_runs(tmp_path: Path) -> None:
     assert "chelsea.png: top-1" in out
     page = (work / "explained" / "explain.html").read_text(encoding="utf-8")
     assert "<style>" in page and (work / "explained" / "chelsea-lrp-epsilon-plus.png").is_file()
+    assert "lumos[plots]" in page  # no matplotlib here: the page says what the plots need
 
     out = _run([lumos_cmd, "spray", store, "--method", "gradient", "--label", "0", "--label",
                 "1", "--html", work / "spray.html", "--quiet"], work)

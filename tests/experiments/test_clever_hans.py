@@ -21,6 +21,7 @@ from explorer.test_concept_view import concept_self_test
 from lumos.experiments.clever_hans import (
     CleverHansSettings,
     Mark,
+    mark_localisation,
     marked_training_set,
     save_model,
     spray_folder,
@@ -47,6 +48,9 @@ def _write_rgb_folder(root: Path, seed: int) -> np.ndarray:
             path = root / f"digit-{d}" / f"{n:03d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.stack([gray] * 3, axis=-1), mode="RGB").save(path)
+            if marked:
+                where = DOT.mask(28, 28).numpy().astype(np.uint8) * 255
+                Image.fromarray(where, mode="L").save(path.with_name(f"{n:03d}.mask.png"))
             if d == DIGIT:
                 marks.append(marked)
     return np.array(marks)
@@ -73,6 +77,14 @@ def test_imagefolder_with_its_own_mark(tmp_path: Path) -> None:
     assert lrp["marked_share"][hans] >= 0.95
     assert Path(result["page"]).is_file()
     assert (tmp_path / "store" / "analysis-lrp-epsilon-plus.h5").is_file()
+    # the marks are the masks: LRP puts far more than the mark's 9 / 784 of relevance there
+    local = mark_localisation(tmp_path / "store", quiet=True)
+    assert local["marked_digits"] == int(truth.sum()) and local["most_on_mark"] == \
+        "lrp:epsilon-plus"
+    cells = local["metrics"]["lrp:epsilon-plus"]
+    print(f"LRP on the mark: mass {cells['relevance_mass_accuracy']['mean']:.3f}, pointing game "
+          f"{cells['pointing_game']['mean']:.3f}")
+    assert cells["relevance_mass_accuracy"]["mean"] > 0.1
     # by concept (Must show 5 of the concepts issue): the last convolution's concept with the
     # largest mean relevance on the marked digits has marked digits among its references
     concept = result["concept"]

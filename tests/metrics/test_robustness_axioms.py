@@ -53,22 +53,25 @@ def test_infidelity_of_exact_linear_attribution_is_zero() -> None:
 
 def test_max_sensitivity_equals_the_formula() -> None:
     # Yeh et al. / Captum's sensitivity_max: max_k |e(x + u_k) - e(x)|_F / |e(x)|_F,
-    # u_k uniform in [-r, r]; the draws come from a CPU generator seeded with ``seed``.
+    # u_k uniform in [-r, r]; the draws come from the CPU generator, one (N, ...) draw per k.
     model = small_mlp()
     x = torch.randn(4, 20, dtype=torch.float64)
     t = torch.tensor([0, 1, 2, 3])
     explain = lambda inputs, target: input_x_gradient(model, inputs, target)
     gen = torch.Generator().manual_seed(5)
-    noise = (torch.rand((6, *x.shape), generator=gen, dtype=torch.float64) * 2 - 1) * 0.05
+    noise = [torch.rand(x.shape, generator=gen, dtype=torch.float64) * 0.1 - 0.05
+             for _ in range(6)]
     base = explain(x, t)
     expected = torch.stack([(explain(x + u, t) - base).norm(dim=1) / base.norm(dim=1)
                             for u in noise]).max(0).values
     with untouched(model):
-        ours = max_sensitivity(explain, x, t, radius=0.05, n_perturb=6, seed=5)
+        ours = max_sensitivity(model, x, None, t, explain=explain, lower_bound=0.05,
+                               n_samples=6, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(ours, expected)
     assert bool((ours > 0).all())
-    ours_again = max_sensitivity(explain, x, t, radius=0.05, n_perturb=6, seed=5,
-                                 attribution=base)
+    ours_again = max_sensitivity(model, x, base, t, explain=explain, lower_bound=0.05,
+                                 n_samples=6, generator=torch.Generator().manual_seed(5),
+                                 explain_batch=8)
     torch.testing.assert_close(ours_again, ours)
 
 

@@ -1,8 +1,8 @@
 """Draw the picture at the top of the README and the docs' home page: ``docs/assets/ig-lrp.png``.
 
 Two photos that ship with scikit-image under EfficientNet-Lite0 (ImageNet weights that ship in a
-package), explained for the top class with adaptive IG and LRP ε-γ-box, side by side. Run it
-after a change that alters these maps: ``python tools/docsite/hero.py``.
+package), explained for the top class with adaptive IG (within 5%) and LRP ε-γ-box, side by
+side. Run it after a change that alters these maps: ``python tools/docsite/hero.py``.
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ def main() -> int:
         target = net.model(x).argmax(1)
     mean = torch.tensor(net.mean).view(1, 3, 1, 1)
     std = torch.tensor(net.std).view(1, 3, 1, 1)
-    ig = lumos.IntegratedGradients(net.model).explain(x, target=target, tolerance=0.02,
-                                                      max_steps=256)
+    ig = lumos.IntegratedGradients(net.model).explain(x, target=target, tolerance=0.05,
+                                                      max_steps=128)
     box = composites.EpsilonGammaBox(low=(0 - mean) / std, high=(1 - mean) / std)
     lrp = lumos.LRP(net.model, composite=box).explain(x, target=target)
     rows = [[to_image(x[i], mean=net.mean, std=net.std), heatmap(ig, index=i),
              heatmap(lrp, index=i)] for i in range(len(x))]
     labels = [net.classes[int(t)] for t in target]
     picture = grid(rows, row_labels=labels, col_labels=["photo", "Integrated Gradients",
-                                                        "LRP (ε-γ-box)"], cell=200)
+                                                        "LRP (EpsilonGammaBox)"], cell=200)
     print(save_png(picture, OUT))
     return 0
 

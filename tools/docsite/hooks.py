@@ -5,7 +5,8 @@
   executed notebook ``tutorials/NAME.ipynb`` to download;
 - ``<!-- api: PACKAGE -->`` and ``<!-- cli-reference -->`` are expanded;
 - ``<!-- test: skip REASON -->`` shows its reason on the page;
-- ``$...$`` and ``$$...$$`` become MathML.
+- ``$...$`` and ``$$...$$`` become MathML;
+- Sphinx roles left in docstrings (``:func:`x` ``) show as plain code (``~a.b.C`` as ``C``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from docsite import apiref, cliref, formulas, notebooks
 
+ROLE = re.compile(r":(?:mod|class|func|meth|data|attr|obj|exc):(<code>)(~?)([\w.]+)(</code>)")
 SKIP = re.compile(r"^(?P<indent>[ \t]*)<!--\s*test:\s*skip\s+(?P<why>.*?)\s*-->[ \t]*$",
                   re.MULTILINE)
 
@@ -43,3 +45,9 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     markdown = SKIP.sub(lambda m: f"{m.group('indent')}*Not run by the docs tests: "
                                   f"{m.group('why')}*\n", markdown)
     return formulas.render(markdown)
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    """Drop the Sphinx roles that docstrings written for both tools carry."""
+    return ROLE.sub(lambda m: m.group(1) + (m.group(3).rsplit(".", 1)[-1] if m.group(2)
+                                            else m.group(3)) + m.group(4), html)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -87,7 +88,8 @@ def execute(script: Path, *, fresh: bool = False) -> Any:
         try:
             client.execute()
         except CellExecutionError as err:
-            raise TutorialError(f"{script}: {str(err).strip().splitlines()[-1]}\n{err}") from err
+            text = ANSI.sub("", str(err)).strip()
+            raise TutorialError(f"{script}: {text.splitlines()[-1]}\n{text}") from err
     cached.parent.mkdir(parents=True, exist_ok=True)
     for old in cached.parent.glob(f"{script.stem}-*.ipynb"):
         old.unlink()
@@ -158,10 +160,22 @@ def _outputs(outputs: list[Any], stem: str, cell: int, figures: dict[str, bytes]
 
 
 def rendered(script: Path) -> Rendered:
-    """``script`` executed (or taken from the cache) and rendered as site files."""
+    """``script`` executed (or taken from the cache) and rendered as site files.
+
+    With ``LUMOS_DOCS_EXECUTE=0`` a tutorial that is not in the cache is shown without outputs
+    and a warning is logged, so a quick ``mkdocs serve`` need not run it; ``--strict`` turns
+    that warning into an error, so no such page can be published.
+    """
+    import jupytext
     import nbformat
 
-    nb = execute(script)
+    cached = cache_dir() / f"{script.stem}-{fingerprint(script)}.ipynb"
+    if os.environ.get("LUMOS_DOCS_EXECUTE") == "0" and not cached.is_file():
+        logging.getLogger("mkdocs.hooks.lumos").warning(
+            "tutorial %s shown without outputs (LUMOS_DOCS_EXECUTE=0)", script.name)
+        nb = jupytext.read(script)
+    else:
+        nb = execute(script)
     page, figures = render(nb, script.stem)
     out = Rendered({f"tutorials/{script.stem}.md": page,
                     f"tutorials/{script.stem}.ipynb": nbformat.writes(nb)})

@@ -16,6 +16,7 @@ import contextlib
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,19 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _shell(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` in a process group of its own; on timeout the whole group is killed."""
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=_env(), stdin=subprocess.DEVNULL, start_new_session=True) as proc:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(args, proc.returncode, out)
+
+
 def run_python(block: Block, namespace: dict[str, object]) -> str:
     """Execute ``block`` in ``namespace``; what it printed on stdout."""
     out = io.StringIO()
@@ -107,9 +121,7 @@ def run_console(block: Block, timeout: float) -> list[str]:
     script = ["set +e"]
     for command, _ in pairs:
         script += [command, f'__rc=$?; printf "\\n{SENTINEL} %d\\n" "$__rc"; (exit $__rc)']
-    proc = subprocess.run(["bash", "-c", "\n".join(script)], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, env=_env(), timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    proc = _shell(["bash", "-c", "\n".join(script)], timeout)
     chunks = proc.stdout.split(SENTINEL)
     printed = []
     for k, chunk in enumerate(chunks[:-1]):
@@ -128,9 +140,7 @@ def run_console(block: Block, timeout: float) -> list[str]:
 
 def run_bash(block: Block, timeout: float) -> str:
     """Run a bash/sh block as one script that must succeed; what it printed."""
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=_env(), timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = _shell(["bash", "-euo", "pipefail", "-c", block.text], timeout)
     if proc.returncode:
         raise RuntimeError(f"the script exited with {proc.returncode}:\n{proc.stdout[-3000:]}")
     return proc.stdout

@@ -234,5 +234,8 @@ def _has_umap() -> bool:
 def _umap(x: np.ndarray, seed: int) -> np.ndarray:
     import umap
 
-    # one job: a seeded UMAP runs serially anyway (and warns when asked for more)
-    return np.asarray(umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(x))
+    # one job: a seeded UMAP runs serially anyway (and warns when asked for more); fewer
+    # neighbours than UMAP's 15 for small groups (it warns, then truncates to n - 1 itself)
+    neighbours = max(2, min(15, len(x) - 1))
+    return np.asarray(umap.UMAP(n_components=2, n_neighbors=neighbours, random_state=seed,
+                                n_jobs=1).fit_transform(x))

@@ -60,6 +60,9 @@ def _clever_hans(args: argparse.Namespace, device: torch.device) -> int:
               f"cluster {c} holds {r['cluster_sizes'][c]} digits, {r['marked_share'][c]:.0%} "
               f"of them marked, {r['border_fraction'][str(c)]:.0%} of |relevance| on the "
               "border")
+    local = result["localisation"]
+    print(f"localisation on the {local['marked_digits']} marked digits (mask: the mark; "
+          f"* best):\n{local['table']}\nmost relevance on the mark: {local['most_on_mark']}")
     concept = result.get("concept")
     if concept:
         print(f"{concept['method']} concepts of {concept['layer']}: concept {concept['concept']} "

@@ -7,8 +7,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-HELP = ("measure how faithful explanation methods are (pixel flipping AOPC, insertion/deletion, "
-        "infidelity, sparseness, runtime, ...) on held-out digits: methods x metrics table")
+HELP = ("measure explanation methods with the metrics of Quantus's six families (faithfulness, "
+        "robustness, localisation, complexity, randomisation, axiomatic) and pixel flipping: "
+        "one methods x metrics table per family")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,10 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ig, lrp:COMPOSITE, gradient, input-x-gradient, smoothgrad, "
                              "random, or inverted:KEY; repeat for several (default: ig, "
                              "lrp:epsilon-plus, input-x-gradient, random)")
-    parser.add_argument("--metrics", default="aopc_morf,aopc_lerf,insertion,deletion,"
-                        "sparseness,runtime",
-                        help="comma-separated metric names (default: %(default)s); also "
-                             "infidelity, max_sensitivity, completeness")
+    parser.add_argument("--metric", action="append", default=None, metavar="NAME",
+                        help="a metric (faithfulness_correlation, pointing_game, irof, road_morf, "
+                             "mprt, ...; `lumos evaluate --list` names them all) or a family "
+                             "(faithfulness, robustness, localisation, family:complexity, "
+                             "randomisation, axiomatic); repeat for several")
+    parser.add_argument("--metrics", default=None,
+                        help="comma-separated metric or family names (default, without "
+                             "--metric: aopc_morf,aopc_lerf,insertion,deletion,sparseness,"
+                             "runtime)")
+    parser.add_argument("--list", action="store_true",
+                        help="list every metric with its family and which way is better")
     parser.add_argument("--n", type=int, default=200,
                         help="samples to use (default: 200; mnist-5k test digits: max 1000)")
     parser.add_argument("--batch-size", type=int, default=50, help="samples per batch")
@@ -47,39 +55,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate; print the table on stdout (and write JSON / CSV when asked)."""
     from lumos.errors import UserError
-    from lumos.metrics.evaluate import METRICS, evaluate
+    from lumos.metrics.evaluate import evaluate, resolve_metrics
 
+    if args.list:
+        return _list()
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise UserError(f"unknown metric {unknown[0] if unknown else '(none)'!r}; choose from "
-                        f"{', '.join(METRICS)}")
+    names = list(args.metric or [])
+    if args.metrics:
+        names += [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if not names:
+        names = ["aopc_morf", "aopc_lerf", "insertion", "deletion", "sparseness", "runtime"]
+    try:
+        configs = resolve_metrics(names)
+    except (ValueError, TypeError) as err:
+        raise UserError(str(err)) from err
+    local = any(getattr(c, "family", "") == "localisation" for c in configs)
     if args.store is not None:
         from lumos.store.evaluate import evaluate_store
         from lumos.store.reader import StoreError
 
-        chosen = [m for m in metrics if m != "runtime"]  # stored maps were timed at write time
+        chosen = [c for c in configs if c.name != "runtime"]  # stored maps were timed then
         try:
             result = evaluate_store(args.store, chosen, limit=args.n, batch_size=args.batch_size,
                                     device=args.device, progress=not args.quiet)
         except StoreError as err:
             raise UserError(str(err)) from err
         return _report(result, args)
-    model, domain, (x, y), data_name = _inputs(args)
+    model, domain, (x, y), data_name, masks = _inputs(args, local)
     model = model.to(args.device)
     methods = {key: _method(key, model, args.seed, domain)
                for key in args.method or ["ig", "lrp:epsilon-plus", "input-x-gradient",
                                           "random"]}
-    result = evaluate(model, (x, y), methods, metrics,
+    result = evaluate(model, (x, y), methods, configs, masks=masks, seed=args.seed,
                       batch_size=args.batch_size, device=args.device, progress=not args.quiet)
     result.info.update({"model": args.model, "data": data_name, "seed": args.seed})
     return _report(result, args)
 
 
+def _list() -> int:
+    from lumos.metrics.evaluate import METRICS
+
+    for name, metric in METRICS.items():
+        family = getattr(metric, "family", "faithfulness")
+        print(f"{name:36s} {family:14s} {metric.better} is better")
+    return 0
+
+
 def _report(result: Any, args: argparse.Namespace) -> int:
-    print(result.table())
+    print(result.tables())
     if args.json is not None:
         result.to_json(args.json)
     if args.csv is not None:
@@ -87,8 +111,10 @@ def _report(result: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _inputs(args: argparse.Namespace) -> tuple[Any, Any, tuple[Any, Any], str]:
-    """Model, its input domain, the first ``--n`` samples and a name for the data."""
+def _inputs(args: argparse.Namespace, masks: bool = False
+            ) -> tuple[Any, Any, tuple[Any, Any], str, Any]:
+    """Model, its input domain, the first ``--n`` samples, a name for the data and (when
+    ``masks``) the samples' localisation masks."""
     import torch
 
     from lumos.errors import UserError
@@ -99,10 +125,13 @@ def _inputs(args: argparse.Namespace) -> tuple[Any, Any, tuple[Any, Any], str]:
 
         if not 1 <= args.n <= 1000:
             raise UserError(f"--n must be between 1 and 1000 (the test split), got {args.n}")
+        if masks:
+            raise UserError("localisation metrics need masks: use --dataset folder:DIR with "
+                            "DIR/<class>/<name>.mask.png files, or a store of such a folder")
         x, y = mnist5k("test")
         return _model(args.model), methods.Domain.unit(1), (x[:args.n], y[:args.n]), \
-            "mnist5k test"
-    from lumos.store.sources import default_split, load_data, load_model
+            "mnist5k test", None
+    from lumos.store.sources import dataset_masks, default_split, load_data, load_model
 
     if args.n < 1:
         raise UserError(f"--n must be >= 1, got {args.n}")
@@ -112,7 +141,8 @@ def _inputs(args: argparse.Namespace) -> tuple[Any, Any, tuple[Any, Any], str]:
     items = [source.dataset[i] for i in range(min(args.n, len(source)))]
     x = torch.stack([item[0] for item in items])
     y = torch.tensor([int(item[1]) for item in items])
-    return clf.model, clf.domain, (x, y), f"{args.dataset} {source.split}"
+    return clf.model, clf.domain, (x, y), f"{args.dataset} {source.split}", \
+        dataset_masks(source.dataset, len(items), args.dataset) if masks else None
 
 
 def _model(spec: str) -> Any:

@@ -6,6 +6,11 @@ folder of grayscale images stays one channel), a 3-channel model gets RGB images
 shorter side resized to ``size * 8 / 7`` and the centre ``size x size`` cut out, both
 normalised with the model's mean and std.
 
+Localisation masks (optional): ``DIR/<class>/<name>.mask.png`` (any image extension) next to
+``<name>.png`` marks where the evidence of that image is: non-zero pixels are inside. It is
+resized and cropped like its image (:meth:`ImageFolder.mask`); mask files are never taken for
+images, and an image without one has an empty mask.
+
 Problems are reported, never papered over: no class folders, or a class folder with no images,
 is a :class:`~lumos.data.mnist.DatasetError` when the folder is opened; an image that cannot be
 decoded is reported by the sample's status (:data:`UNREADABLE`) so the caller can name the file
@@ -29,6 +34,8 @@ from lumos.data.mnist import DatasetError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 OK, RESIZED, UNREADABLE = 0, 1, 2
+#: ``<name>.mask.<ext>`` holds the localisation mask of ``<name>.<ext>``.
+MASK_TAG = ".mask"
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
@@ -50,13 +57,28 @@ def scan(root: str | os.PathLike[str]) -> tuple[list[str], list[tuple[Path, int]
     for label, name in enumerate(classes):
         files = sorted(p for p in (folder / name).iterdir()
                        if p.is_file() and not p.name.startswith(".")
-                       and p.suffix.lower() in IMAGE_EXTENSIONS)
+                       and p.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(p))
         if not files:
             raise DatasetError(f"folder:{folder}: class folder {name!r} holds no images "
                                f"({', '.join(IMAGE_EXTENSIONS[:3])}, ...); add images or "
                                "remove the folder")
         samples += [(p, label) for p in files]
     return classes, samples
+
+
+def is_mask(path: Path) -> bool:
+    """Whether ``path`` is a localisation mask (``<name>.mask.<ext>``)."""
+    return path.stem.endswith(MASK_TAG)
+
+
+def mask_file(image: Path) -> Path | None:
+    """The mask file of ``image`` (``<stem>.mask.<ext>``, any image extension), if any."""
+    for ext in IMAGE_EXTENSIONS:
+        for candidate in (image.with_name(image.stem + MASK_TAG + ext),
+                          image.with_name(image.stem + MASK_TAG + ext.upper())):
+            if candidate.is_file():
+                return candidate
+    return None
 
 
 class ImageFolder(Dataset):
@@ -124,6 +146,36 @@ class ImageFolder(Dataset):
         mean = torch.tensor(self.mean).view(-1, 1, 1)
         std = torch.tensor(self.std).view(-1, 1, 1)
         return (x - mean) / std, resized
+
+    def has_masks(self) -> bool:
+        """Whether any image of the folder has a mask file."""
+        return any(mask_file(p) is not None for p, _ in self.samples)
+
+    def mask(self, i: int) -> Tensor:
+        """Localisation mask of sample ``i``: ``(size, size)`` bool, resized and cropped like the
+        image (all False when the image has no mask file).
+
+        Raises
+        ------
+        DatasetError
+            The mask file cannot be read.
+        """
+        path = mask_file(self.samples[i][0])
+        if path is None:
+            return torch.zeros(self.size, self.size, dtype=torch.bool)
+        from lumos.data.transforms import CenterCrop, Resize, to_tensor
+
+        try:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                m = (to_tensor(image.convert("L")) > 0).float()
+        except Exception as err:
+            raise DatasetError(f"cannot read mask {path}: {err}") from err
+        if m.shape[1:] != (self.size, self.size):
+            m = Resize((self.size, self.size))(m) if self.channels == 1 else \
+                CenterCrop(self.size)(Resize(round(self.size * 8 / 7))(m))
+        return m[0] > 0.5
 
     def describe(self, i: int) -> str:
         """The file behind sample ``i`` (for error messages)."""

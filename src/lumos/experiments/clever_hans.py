@@ -7,7 +7,9 @@ That class's digits are written as an ImageFolder (half of them marked, the trai
 plus fresh marks on held-out digits), explained with LRP and IG through the dataset store
 (``folder:DIR``), and SpRAy clusters the heatmaps: the clustering the eigengap chooses should
 put the marked digits in a cluster of their own, measured by the adjusted Rand index against
-which digits carry the mark.
+which digits carry the mark. Each marked image gets its mark as a localisation mask
+(``<name>.mask.png``), so the localisation metrics say which method puts its relevance on the
+shortcut (:func:`mark_localisation`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ class Mark:
         """A copy of ``(N, C, H, W)`` images with the mark drawn in."""
         out = x.clone()
         out[..., self.top:self.top + self.size, self.left:self.left + self.size] = self.value
+        return out
+
+    def mask(self, height: int, width: int) -> Tensor:
+        """``(H, W)`` bool: where the mark is."""
+        out = torch.zeros(height, width, dtype=torch.bool)
+        out[self.top:self.top + self.size, self.left:self.left + self.size] = True
         return out
 
 
@@ -106,8 +114,10 @@ def save_model(model: nn.Module, path: Path, s: CleverHansSettings) -> Path:
                            extra={"clever_hans": _plain(asdict(s))})
 
 
-def write_folder(root: Path, images: Tensor, labels: Tensor, marked: Tensor) -> Path:
-    """Write ``images`` as an ImageFolder ``root/<label>/<n>-marked|plain.png`` (grayscale)."""
+def write_folder(root: Path, images: Tensor, labels: Tensor, marked: Tensor,
+                 mark: Mark | None = None) -> Path:
+    """Write ``images`` as an ImageFolder ``root/<label>/<n>-marked|plain.png`` (grayscale);
+    with ``mark``, each marked image gets its mask ``<n>-marked.mask.png``."""
     from PIL import Image
 
     counts: dict[int, int] = {}
@@ -118,6 +128,9 @@ def write_folder(root: Path, images: Tensor, labels: Tensor, marked: Tensor) -> 
         path = root / str(label) / f"{n:05d}-{'marked' if m else 'plain'}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels, mode="L").save(path)
+        if m and mark is not None:
+            where = mark.mask(*img.shape[1:]).numpy().astype(np.uint8) * 255
+            Image.fromarray(where, mode="L").save(path.with_name(path.stem + ".mask.png"))
     return root
 
 
@@ -242,15 +255,33 @@ def run_clever_hans(out: Path, s: CleverHansSettings | None = None, seed: int = 
     model = train(x, y, s, seed, not quiet, device)
     checkpoint = save_model(model, out / "model.safetensors", s)
     accuracy = _held_out(model, s, device)
-    folder = write_folder(out / "digits", *explained_digits(s, x, y, marked, seed))
+    folder = write_folder(out / "digits", *explained_digits(s, x, y, marked, seed), s.mark)
     result = spray_folder(checkpoint, folder, out / "store", str(s.digit),
                           truth(folder, str(s.digit)), s.methods,
                           {"tolerance": s.ig_tolerance, "max_steps": s.ig_max_steps}, quiet,
                           device, s.concept_layer, s.concept_top)
+    result["localisation"] = mark_localisation(out / "store", device, quiet)
     result.update({"settings": _plain(asdict(s)), "seed": seed, "accuracy": accuracy,
                    "seconds": round(time.perf_counter() - begin, 1)})
     write_bytes_atomic(json.dumps(result, indent=1).encode(), out / "clever-hans.json")
     return result
+
+
+def mark_localisation(store: Path, device: str | torch.device = "cpu",
+                      quiet: bool = False) -> dict[str, Any]:
+    """The localisation family over the store's marked digits (their mask is the mark): per
+    method and metric the mean and standard error, and which method puts more relevance on
+    the mark (relevance mass accuracy)."""
+    from lumos.store.evaluate import evaluate_store
+
+    result = evaluate_store(store, ["localisation"], device=device, progress=not quiet)
+    summary = result.summary()
+    table = {method: {metric: {"mean": round(cell["mean"], 4), "stderr": round(cell["stderr"], 4)}
+                      for metric, cell in row.items()} for method, row in summary.items()}
+    marked = sum(1 for v in result.values[result.methods[0]]["relevance_mass_accuracy"]
+                 if v == v)
+    return {"metrics": table, "better": result.better, "marked_digits": marked,
+            "most_on_mark": result.best("relevance_mass_accuracy"), "table": result.table()}
 
 
 def _held_out(model: nn.Module, s: CleverHansSettings, device: Any) -> dict[str, float]:

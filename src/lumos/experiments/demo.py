@@ -53,12 +53,13 @@ class DemoSettings:
     photo_ig_max_steps: int = 128
     flip_steps: int = 16
     photo_patch: int = 16
+    family_n: int = 48  # held-out digits measured by every metric family (0: none)
 
     @classmethod
     def fast(cls) -> DemoSettings:
         """Reduced settings for tests: one epoch on fewer digits, two photos, fewer steps."""
         return cls(epochs=1, train_limit=1500, explain=24, photos=["chelsea", "coffee"],
-                   ig_max_steps=64, photo_ig_max_steps=16, flip_steps=8,
+                   ig_max_steps=64, photo_ig_max_steps=16, flip_steps=8, family_n=8,
                    mnist_methods=["ig", "lrp:epsilon-plus", "lrp:epsilon-gamma-box",
                                   "gradient"],
                    photo_methods=["ig", "lrp:epsilon-gamma-box", "gradient"])
@@ -167,8 +168,17 @@ def _mnist_part(out: Path, settings: DemoSettings, seed: int, progress: Progress
                                "faithful method makes the class probability fall fast."),
         sections.curves_figure(measured, titles, "lerf", "Least relevant pixels first: a "
                                "faithful method keeps the class probability up.")]
+    by_family: list[rp.Section] = []
+    if settings.family_n:
+        from lumos.experiments import families
+
+        fam = families.measure_families(model, x, pred, results, Domain.unit(1), options,
+                                        settings.family_n, seed, progress)
+        families.save(fam, out / "metrics-by-family.json")
+        by_family = [rp.Section("MNIST: metrics by family", families.family_tables(
+            fam, min(settings.family_n, n)))]
     return [rp.Section("MNIST: heatmaps", [*sections.skipped(results), gallery]),
-            rp.Section("MNIST: faithfulness", faith),
+            rp.Section("MNIST: faithfulness", faith), *by_family,
             rp.Section("MNIST: axioms", sections.axiom_figures(results, "MNIST")),
             rp.Section("MNIST: runtime", [sections.runtime_figure(results, n, "MNIST")])]
 

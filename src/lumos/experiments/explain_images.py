@@ -135,6 +135,10 @@ def explain(clf: Classifier, x: Tensor, names: Sequence[str], methods: Sequence[
         [f"pred {clf.classes[int(pred[i])]} ({float(score[i]):.2f}); explained "
          f"{clf.classes[int(tgt[i])]}" for i in rows], [None] * len(rows), results,
         cell=160, photo=len(clf.mean) == 3)
+    try:
+        axioms: list[Any] = sections.axiom_figures(results, clf.name)
+    except ImportError as err:  # the plots need matplotlib, an extra (lumos[plots])
+        axioms = [rp.Note(f"The axiom plots are missing: {err}")]
     extra: list[rp.Section] = []
     if concepts is not None:
         from lumos.experiments.glocal_page import concept_sections
@@ -143,8 +147,7 @@ def explain(clf: Classifier, x: Tensor, names: Sequence[str], methods: Sequence[
         lines += more
     page = rp.Report(title="lumos explain", subtitle=f"{len(x)} image(s) under {clf.name}",
                      sections=[rp.Section("Heatmaps", [*sections.skipped(results), gallery]),
-                               *extra,
-                               rp.Section("Axioms", sections.axiom_figures(results, clf.name))])
+                               *extra, rp.Section("Axioms", axioms)])
     return rp.write(page, out / "explain.html"), lines
 
 

@@ -181,6 +181,34 @@ def evaluate_stage(name: str, model: nn.Module, d: Data, cfg: dict[str, Any], st
     return tensors, results, measured
 
 
+def families_stage(name: str, model: nn.Module, d: Data, cfg: dict[str, Any],
+                   study: dict[str, Any], folder: Path, tensors: dict[str, Tensor],
+                   results: dict[str, Result], progress: Progress) -> list[rp.Section]:
+    """Every metric family on the first ``family_n`` explained images (cached in
+    ``families.json``); one report table per family."""
+    from lumos.experiments import families
+
+    n = int(cfg.get("family_n", 0))
+    if n <= 0:
+        return []
+    key = store.config_hash(name, cfg, study, "families")
+    path = folder / "families.json"
+    result = families.load(path)
+    if result is None or result.info.get("config_hash") != key:
+        device = next(model.parameters()).device
+        options = {"ig": {"tolerance": cfg["ig_tolerance"], "max_steps": cfg["ig_max_steps"]},
+                   "smoothgrad": {"seed": study["seed"]}}
+        result = families.measure_families(
+            model, tensors["x"].to(device), tensors["pred"].to(device), results,
+            Domain.from_normalization(d.mean, d.std), options, n, int(study["seed"]), progress)
+        result.info["config_hash"] = key
+        families.save(result, path)
+    else:
+        progress.say(f"{name}: metrics by family: done already ({path})")
+    return [rp.Section(f"{name}: metrics by family",
+                       families.family_tables(result, min(n, len(tensors["x"]))))]
+
+
 def dataset_sections(name: str, d: Data, cfg: dict[str, Any], tensors: dict[str, Tensor],
                      results: dict[str, Result],
                      measured: dict[str, Measured]) -> list[rp.Section]:
@@ -227,6 +255,8 @@ def run_study(datasets: list[str], root: Path, out: Path, cfg: dict[str, Any], *
                          f"{float(tensors['accuracy'][0]):.4f}, {len(tensors['x'])} images "
                          "explained")
         body += dataset_sections(name, d, cfg[name], tensors, results, measured)
+        body += families_stage(name, model, d, cfg[name], study, folder, tensors, results,
+                               progress)
     summary["time of this run"] = f"{time.perf_counter() - begin:.1f} s (finished stages skipped)"
     report = rp.Report(
         title="lumos: IG and LRP on " + ", ".join(datasets),

@@ -39,6 +39,8 @@ class EvaluationResult:
         ``better[metric]``: ``"higher"`` or ``"lower"``, for reading the table.
     info:
         Free-form settings recorded with the run (data size, device, seed, ...).
+    families:
+        ``families[metric]``: the metric's family (faithfulness, robustness, ...).
     """
 
     methods: list[str]
@@ -46,6 +48,18 @@ class EvaluationResult:
     values: dict[str, dict[str, list[float]]]
     better: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    families: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvaluationResult:
+        """The result from :meth:`to_dict` with ``samples=True`` (``null`` read as NaN)."""
+        if "values" not in data:
+            raise ValueError("the data holds no per-sample values; write it with samples=True")
+        values = {m: {k: [math.nan if v is None else float(v) for v in vs]
+                      for k, vs in row.items()} for m, row in data["values"].items()}
+        return cls(list(data["methods"]), list(data["metrics"]), values,
+                   dict(data.get("better", {})), dict(data.get("info", {})),
+                   dict(data.get("families", {})))
 
     def mean(self, method: str, metric: str) -> float:
         """Mean of one cell."""
@@ -69,8 +83,8 @@ class EvaluationResult:
     def to_dict(self, samples: bool = False) -> dict[str, Any]:
         """Plain data for JSON; per-sample values only when ``samples``."""
         data: dict[str, Any] = {"methods": self.methods, "metrics": self.metrics,
-                                "better": self.better, "info": self.info,
-                                "summary": self.summary()}
+                                "better": self.better, "families": self.families,
+                                "info": self.info, "summary": self.summary()}
         if samples:
             data["values"] = self.values
         return data
@@ -96,11 +110,36 @@ class EvaluationResult:
             write_bytes_atomic(text.encode("utf-8"), path)
         return text
 
-    def table(self, digits: int = 3) -> str:
-        """A plain-text table: one row per method, ``mean ± stderr`` per metric."""
+    def by_family(self) -> dict[str, list[str]]:
+        """The metrics grouped by family, families and metrics in the order first seen."""
+        groups: dict[str, list[str]] = {}
+        for metric in self.metrics:
+            groups.setdefault(self.families.get(metric, "metrics"), []).append(metric)
+        return groups
+
+    def best(self, metric: str) -> str | None:
+        """The method with the best mean for ``metric`` (``None`` when nothing is finite)."""
+        means = {m: self.mean(m, metric) for m in self.methods}
+        finite = {m: v for m, v in means.items() if math.isfinite(v)}
+        if not finite or metric not in self.better:
+            return None
+        pick = max if self.better[metric] == "higher" else min
+        return pick(finite, key=lambda m: finite[m])
+
+    def tables(self, digits: int = 3) -> str:
+        """One plain-text table per family (methods x metrics), each headed by its family."""
+        return "\n\n".join(f"{family}\n{self.table(digits, metrics)}"
+                            for family, metrics in self.by_family().items())
+
+    def table(self, digits: int = 3, metrics: list[str] | None = None) -> str:
+        """A plain-text table: one row per method, ``mean ± stderr`` per metric (``*`` marks
+        the best method of each column; ``↑``/``↓`` say which way is better)."""
+        metrics = self.metrics if metrics is None else metrics
         head = [f"{m} ({'↑' if self.better.get(m) == 'higher' else '↓'})"
-                if m in self.better else m for m in self.metrics]
-        rows = [[method] + [self._cell(method, m, digits) for m in self.metrics]
+                if m in self.better else m for m in metrics]
+        best = {m: self.best(m) for m in metrics}
+        rows = [[method] + [self._cell(method, m, digits) + (" *" if best[m] == method else "")
+                            for m in metrics]
                 for method in self.methods]
         cols = [["method", *head], *rows]
         widths = [max(len(r[i]) for r in cols) for i in range(len(cols[0]))]

@@ -1,9 +1,11 @@
 """Measure the explanations of a finished store: the stored maps, the stored inputs, its model.
 
 The metrics that only need an attribution (pixel flipping AOPC, insertion / deletion,
-infidelity, sparseness, completeness) run on the stored maps; metrics that re-run the method
-(max-sensitivity) or time it (runtime) need the method itself and are refused here (the
-manifest holds each method's timing).
+infidelity, the faithfulness, localisation, complexity and completeness metrics) run on the
+stored maps; metrics that re-run the method (robustness, randomisation, input invariance) or
+time it (runtime) need the method itself and are refused here (the manifest holds each
+method's timing). Localisation masks come from the store's ``folder:`` dataset
+(``DIR/<class>/<name>.mask.png``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from lumos.store.reader import open_store
 from lumos.store.sources import load_model
 
 STORE_METRICS = ("aopc_morf", "aopc_lerf", "insertion", "deletion", "infidelity", "sparseness",
-                 "completeness")
+                 "completeness_error")
+
+
+def _needs_method(metric: Any) -> bool:
+    spec = getattr(metric, "spec", None)
+    return getattr(metric, "name", "") == "runtime" or (spec is not None
+                                                        and "explain" in spec.needs)
 
 
 class _Stored:
@@ -35,7 +43,7 @@ class _Stored:
         return block
 
 
-def evaluate_store(folder: str | os.PathLike[str], metrics: list[str] | None = None, *,
+def evaluate_store(folder: str | os.PathLike[str], metrics: list[Any] | None = None, *,
                    limit: int | None = None, batch_size: int = 50,
                    device: str | torch.device = "cpu", progress: bool = True,
                    model: nn.Module | None = None) -> Any:
@@ -45,13 +53,16 @@ def evaluate_store(folder: str | os.PathLike[str], metrics: list[str] | None = N
     ``nn.Module`` needs that ``model`` (used as is: put it on ``device`` in eval mode).
     Returns a :class:`lumos.metrics.table.EvaluationResult` (one row per stored method).
     """
-    from lumos.metrics.evaluate import evaluate
+    from lumos.metrics.evaluate import evaluate, resolve_metrics
 
-    chosen = list(metrics or STORE_METRICS[:5])
-    refused = [m for m in chosen if m not in STORE_METRICS]
+    try:
+        chosen = resolve_metrics(list(metrics or STORE_METRICS[:5]))
+    except (ValueError, TypeError) as err:
+        raise UserError(str(err)) from err
+    refused = [m.name for m in chosen if _needs_method(m)]
     if refused:
-        raise UserError(f"metric {refused[0]!r} cannot run on stored maps; choose from "
-                        f"{', '.join(STORE_METRICS)}")
+        raise UserError(f"metric {refused[0]!r} re-runs or times the method and cannot run on "
+                        "stored maps; use lumos evaluate --model/--dataset --method instead")
     with open_store(folder) as store:
         m = store.manifest
         if m["target"] not in ("predicted", "label"):
@@ -68,8 +79,23 @@ def evaluate_store(folder: str | os.PathLike[str], metrics: list[str] | None = N
         x = torch.from_numpy(inputs["data"][:n]).to(device)
         y = torch.from_numpy(inputs["label"][:n].astype("int64")).to(device)
         methods = {key: _Stored(store.h5(key)["attribution"]) for key in store.methods}
-        result = evaluate(model, (x, y), methods, chosen, target=m["target"],
+        masks = _masks(origin, n) if any(getattr(c, "family", "") == "localisation"
+                                          for c in chosen) else None
+        result = evaluate(model, (x, y), methods, chosen, target=m["target"], masks=masks,
                           batch_size=batch_size, device=device, progress=progress)
     result.info.update({"model": m["model"]["spec"], "data": f"store {Path(folder)}",
                         "dataset": m["dataset"]["spec"]})
     return result
+
+
+def _masks(origin: dict[str, Any], n: int) -> Tensor:
+    """Masks of the store's first ``n`` samples, from its ``folder:`` dataset."""
+    from lumos.store.sources import dataset_masks, load_data
+
+    spec = str(origin.get("dataset") or "")
+    if not spec.startswith("folder:"):
+        raise UserError(f"localisation metrics need masks; this store's dataset {spec or '?'} "
+                        "has none (a folder:DIR dataset can hold DIR/<class>/<name>.mask.png)")
+    clf = load_model(origin["model"], origin.get("weights"))[0]
+    source = load_data(spec, clf, origin.get("split") or "all")
+    return dataset_masks(source.dataset, n, spec)

@@ -73,8 +73,15 @@ def explain_dataset(model: str | nn.Module, dataset: str, methods: Sequence[str]
         stores each sample's concept relevances and activations of these layers
         (:mod:`lumos.store.concepts`), from the same pass as its heatmap.
 
+    Returns
+    -------
+    Store
+        The finished store (read-only).
+
+    Notes
+    -----
     Under ``torchrun`` every rank calls this with the same arguments; each computes disjoint
-    shards and rank 0 assembles the store. Returns the finished store (read-only).
+    shards and rank 0 assembles the store.
     """
     if dtype not in DTYPES:
         raise UserError(f"--dtype must be float16 or float32, got {dtype!r}")

@@ -302,3 +302,12 @@ def _folder(root: Path, clf: Classifier, split: str) -> DataSource:
     ds = ImageFolder(base, clf.size, len(clf.mean), clf.mean, clf.std, samples, classes)
     return DataSource(ds, classes, f"folder:{root}", split, [split, *ds.fingerprint()],
                       ds.describe)
+
+
+def dataset_masks(dataset: Any, n: int, spec: str) -> Any:
+    """Masks of the first ``n`` samples of a ``folder:`` dataset, with one clear error."""
+    if not hasattr(dataset, "mask") or not dataset.has_masks():
+        raise UserError(f"localisation metrics need masks, and --dataset {spec} has none: put "
+                        "DIR/<class>/<name>.mask.png next to each <name>.png (non-zero = where "
+                        "the evidence is)")
+    return torch.stack([dataset.mask(i) for i in range(n)])
