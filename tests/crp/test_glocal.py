@@ -18,7 +18,7 @@ from storefix import make_checkpoint, make_folder
 from helpers import untouched
 from lumos.cli import main
 from lumos.crp import CRP
-from lumos.crp.glocal import glocal
+from lumos.crp.references import glocal
 from lumos.lrp import composites
 from lumos.models.checkpoint import load_checkpoint
 

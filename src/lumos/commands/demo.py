@@ -70,6 +70,8 @@ def _clever_hans(args: argparse.Namespace, device: torch.device) -> int:
               f"({concept['mean_relevance_marked']:+.3f}, unmarked "
               f"{concept['mean_relevance_unmarked']:+.3f}); {concept['marked_in_top']:.0%} of "
               f"its top {len(concept['top'])} references by relevance carry the mark "
+              f"({concept['marked_in_top_share']:.0%} ranked by its share of each digit's "
+              f"relevance) "
               f"(see `lumos serve {args.out / 'store'}`, concepts)")
     print(result["page"])
     return 0

@@ -219,12 +219,16 @@ def marked_concept(store: Path, key: str, layer: str, marked: np.ndarray, top: i
                    ) -> dict[str, Any]:
     """The concept of ``layer`` with the largest mean relevance on the marked samples
     (``marked``: one flag per dataset position), and the share of marked samples among its
-    ``top`` RelMax references (``lumos concepts`` run on the store)."""
+    ``top`` RelMax references (``lumos concepts --normalize none`` run on the store).
+
+    The references are ranked by the concept's relevance itself, not by its share of each
+    sample's relevance (zennit-crp's default, ``marked_in_top_share`` for comparison): the
+    question is in which samples the decision leans most on the concept."""
     from lumos.crp.analysis import analyse
     from lumos.store import open_store
 
-    analysis = analyse(store, layer, method=key, top=top, sample_heatmaps=3,
-                       device=device or "cpu", progress=not quiet)
+    analysis = analyse(store, layer, method=key, top=top, normalize="none",
+                       sample_heatmaps=3, device=device or "cpu", progress=not quiet)
     with open_store(store) as st:
         relevance = st.concepts(key, layer)["relevance"]
         on_rows = marked[st.arrays(key, ("index",))["index"]]
@@ -232,8 +236,11 @@ def marked_concept(store: Path, key: str, layer: str, marked: np.ndarray, top: i
     concept = int(on_marked.argmax())
     refs = analysis.top(concept)
     share = float(marked[refs].mean()) if refs else 0.0
+    normed = relevance[:, concept] / np.maximum(np.abs(relevance).sum(1), 1e-10)
+    by_share = on_rows[np.argsort(-normed, kind="stable")[:top]]
     return {"method": key, "layer": layer, "concept": concept, "top": refs,
             "marked_in_top": round(share, 4),
+            "marked_in_top_share": round(float(by_share.mean()), 4),
             "mean_relevance_marked": round(float(on_marked[concept]), 5),
             "mean_relevance_unmarked": round(float(relevance[~on_rows].mean(0)[concept]), 5),
             "rank_on_unmarked": int((relevance[~on_rows].mean(0) > relevance[~on_rows].mean(0)[

@@ -23,7 +23,7 @@ def concept_sections(clf: Classifier, x: Tensor, names: Sequence[str], target: T
     """One gallery per image (rows: its ``top`` concepts of ``layer``; columns: the
     conditional heatmap, then the references) and one summary line per image."""
     from lumos.crp.attribution import CRP
-    from lumos.crp.glocal import glocal
+    from lumos.crp.references import glocal
     from lumos.experiments.methods import composite
 
     low, high = clf.domain.low.to(x), clf.domain.high.to(x)
