@@ -51,7 +51,8 @@ def check_block(crp: CRP, model: nn.Module, x: Tensor, target: list[int], layer:
 def test_vit_b_16_token_stream_concepts() -> None:
     """torchvision's ViT-B/16 (12 blocks, width 768) on 32x32 inputs: 4 patches and the class
     token. The 768 features of a block's output are split into 16 concepts of 48 (a concept
-    may hold several channels), and 16 single features are explained one by one."""
+    may hold several channels; tests/crp/test_crp.py checks that it is the sum of its
+    channels)."""
     torch.manual_seed(0)
     model = torchvision.models.vit_b_16(weights=None, image_size=32, num_classes=10)
     nn.init.normal_(model.heads.head.weight, 0.0, 0.05)
@@ -62,10 +63,6 @@ def test_vit_b_16_token_stream_concepts() -> None:
     assert crp.shapes([layer], x)[layer] == (768, 5)
     groups = [list(range(i, i + 48)) for i in range(0, 768, 48)]
     rel = check_block(crp, model, x, [3], layer, groups)
-    # a concept of several channels is the sum of its channels
-    single = crp.attribute(x, 3, layer=layer, concepts=groups[0])
-    group = crp.attribute(x, 3, layer=layer, concepts=[groups[0]])
-    assert relative(single.sum(1), group[:, 0]) < 1e-9
     # a concept path through two blocks: the relevance of one upper feature splits into the
     # features of the lower block (nothing is lost between blocks with zero biases)
     lower = "encoder.layers.encoder_layer_2"
@@ -77,18 +74,19 @@ def test_vit_b_16_token_stream_concepts() -> None:
 
 @pytest.fixture(scope="module")
 def trained_tiny_vit() -> nn.Module:
-    """The tiny ViT of ``tests/lrp/test_trained_vit.py`` trained briefly on mnist-5k."""
+    """The tiny ViT of ``tests/lrp/test_trained_vit.py`` trained briefly on mnist-5k (2 epochs
+    instead of its 12: a trained model, not a good one)."""
     from lrp.test_trained_vit import tiny_vit
     from lumos.data.samples import mnist5k
     from lumos.train import evaluate, fit
 
     model = tiny_vit()
-    fit(model, mnist5k("train"), None, epochs=3, batch_size=64, lr=3e-3, weight_decay=0.05,
+    fit(model, mnist5k("train"), None, epochs=2, batch_size=64, lr=3e-3, weight_decay=0.05,
         seed=0, progress=False)
     model.eval()
     accuracy = evaluate(model, mnist5k("test"))["accuracy"]
-    print(f"tiny ViT held-out accuracy after 3 epochs: {accuracy:.3f}")
-    assert accuracy >= 0.8
+    print(f"tiny ViT held-out accuracy after 2 epochs: {accuracy:.3f}")
+    assert accuracy >= 0.5
     return model
 
 
