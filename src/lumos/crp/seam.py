@@ -123,14 +123,15 @@ def _output_node(prog: _Program, name: str, position: dict[fx.Node, int]) -> fx.
 
 def _module(prog: _Program, node: Any) -> nn.Module | None:
     if isinstance(node, fx.Node) and node.op == "call_module":
-        return prog.modules[str(node.target)]
+        return prog.gm.get_submodule(str(node.target))
     return None
 
 
 def _fused_relu(prog: _Program, node: fx.Node) -> bool:
-    """Whether the engine applies the ReLU after ``node`` inside ``node``'s own step."""
+    """Whether the engine may apply the ReLU after ``node`` inside ``node``'s own step (its
+    only user is a ReLU); the module's own output is then computed again when asked for."""
     users = list(node.users)
-    return len(users) == 1 and users[0] in prog.absorbed
+    return len(users) == 1 and isinstance(_module(prog, users[0]), nn.ReLU)
 
 
 def _channel_dim(prog: _Program, node: fx.Node) -> int:
@@ -179,7 +180,7 @@ class Pass:
         if _fused_relu(self.prog, node):
             with torch.no_grad():
                 args, kwargs = self.inputs[name]
-                return self.prog.modules[str(node.target)](*args, **kwargs).detach()
+                return self.prog.gm.get_submodule(str(node.target))(*args, **kwargs).detach()
         return self.tensors[name].detach()
 
     def seed(self, start: Tensor) -> Tensor:
