@@ -203,6 +203,11 @@ class Pass:
         if side is not None:
             relevance = relevance + side.detach()
         self.state.sides.clear()
+        if not bool(torch.isfinite(relevance).all()):
+            raise ValueError("the conditional relevance is not finite (NaN or infinite): "
+                             "float32 overflow or a division by a near-zero activation; "
+                             "explain in float64 (model.double(), x.double()) or use a larger "
+                             "epsilon")
         return relevance.detach()
 
 
