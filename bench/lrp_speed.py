@@ -14,12 +14,17 @@ printed as a second reference. lumos prepares its model copy once, outside the
 timing (it is cached inside the LRP object); Zennit registers its hooks inside the timing, as its
 context manager does on every use.
 
-EfficientNet-B0 (squeeze-excitation gates, SiLU, stochastic depth) gets a row of its own:
-lumos ``EpsilonPlus`` against the plain gradient only, as Zennit has no rule for its gates; its
-BatchNorm statistics are first taken from random inputs (at init its activations collapse).
+EfficientNet-B0 (squeeze-excitation gates, SiLU, stochastic depth) and ResNet-50 get rows of
+their own (``--gated``): lumos ``EpsilonPlus`` against the plain gradient only, as Zennit has no
+rule for the gates; their BatchNorm statistics are first taken from random inputs (at init an
+EfficientNet's activations collapse). ``--hf`` adds Hugging Face's ``ViTForImageClassification``
+at its default config (ViT-B/16, 224x224, eager attention as given), lumos ``CPLRP()`` against
+its gradient. ``--prepare`` prints lumos's preparation time (a fresh ``LRP``'s first call less
+its second call; median over rounds) for the models named.
 
     .venv/bin/python bench/lrp_speed.py [--repeats 9] [--size 224] [--batch 4]
-        [--models vgg16 resnet18] [--gated efficientnet_b0]
+        [--models vgg16 resnet18] [--gated efficientnet_b0 resnet50] [--hf]
+        [--prepare vit_b_16 resnet50]
         [--batch 2 --models vit_b_16 convnext_tiny --gated]
 """
 
@@ -36,8 +41,10 @@ from torch import Tensor, nn
 
 
 def _gradient(model: nn.Module, x: Tensor, target: int) -> Tensor:
+    from lumos.lrp.capture.outputs import logits_of
+
     leaf = x.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(model(leaf)[:, target].sum(), leaf)
+    (grad,) = torch.autograd.grad(logits_of(model(leaf))[:, target].sum(), leaf)
     return grad
 
 
@@ -205,6 +212,61 @@ def bench_gated(name: str, repeats: int, batch: int, size: int) -> None:
           flush=True)
 
 
+def _paired(calls: dict[str, Callable[[Tensor, int], Tensor]], x: Tensor, repeats: int,
+            ) -> tuple[dict[str, float], dict[str, float]]:
+    """Medians of each call's time, and of its ratio to the same round's gradient."""
+    for fn in calls.values():   # warm-up (lumos prepares its copy here)
+        fn(x, 1)
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(repeats):
+        for key, fn in calls.items():
+            times[key].append(_timed(fn, x))
+    ratios = {key: statistics.median(a / b for a, b in zip(v, times["gradient"], strict=True))
+              for key, v in times.items()}
+    return {key: statistics.median(v) for key, v in times.items()}, ratios
+
+
+def bench_hf(repeats: int, batch: int, size: int) -> None:
+    """Hugging Face ViT-B/16 (default ``ViTConfig``) as given: lumos CPLRP vs its gradient."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    import lumos
+    from lumos.lrp import composites
+
+    torch.manual_seed(0)
+    model = ViTForImageClassification(ViTConfig(image_size=size, num_labels=1000)).eval()
+    x = torch.randn(batch, 3, size, size)
+    lrp = lumos.LRP(model, composite=composites.CPLRP())
+    med, ratio = _paired({"gradient": lambda x, t: _gradient(model, x, t),
+                          "lumos": lambda x, t: lrp.attribute(x, target=t)}, x, repeats)
+    print(f"hf ViTForImageClassification (ViT-B/16) batch {batch} {size}x{size}, "
+          f"{torch.get_num_threads()} threads, {repeats} rounds: gradient "
+          f"{med['gradient']:.3f}s | lumos CPLRP {med['lumos']:.3f}s = {ratio['lumos']:.2f}x",
+          flush=True)
+
+
+def bench_prepare(name: str, repeats: int, batch: int, size: int) -> None:
+    """lumos's preparation: a fresh ``LRP``'s first call less its second (median of rounds)."""
+    import torchvision
+
+    import lumos
+    from lumos.lrp import composites
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    composite = composites.CPLRP() if name.startswith("vit") else composites.EpsilonPlus()
+    x = torch.randn(batch, 3, size, size)
+    firsts, laters = [], []
+    for _ in range(repeats):
+        call = lumos.LRP(model, composite=composite).attribute
+        firsts.append(_timed(lambda x, t, call=call: call(x, target=t), x))
+        laters.append(_timed(lambda x, t, call=call: call(x, target=t), x))
+    prep = statistics.median(a - b for a, b in zip(firsts, laters, strict=True))
+    print(f"{name:9s} preparation ({type(composite).__name__}, batch {batch} {size}x{size}, "
+          f"{repeats} rounds): first call {statistics.median(firsts):.3f}s, later call "
+          f"{statistics.median(laters):.3f}s, preparation {prep:.3f}s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -212,14 +274,22 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", nargs="*", default=["vgg16", "resnet18"])
-    parser.add_argument("--gated", nargs="*", default=["efficientnet_b0"],
-                        help="CNNs with squeeze-excitation gates, timed against the gradient only")
+    parser.add_argument("--gated", nargs="*", default=["efficientnet_b0", "resnet50"],
+                        help="CNNs timed with EpsilonPlus against the gradient only")
+    parser.add_argument("--hf", action="store_true",
+                        help="also Hugging Face ViT-B/16 (default config), CPLRP")
+    parser.add_argument("--prepare", nargs="*", default=[],
+                        help="torchvision models whose preparation time to print")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.models:
         bench(name, args.repeats, args.batch, args.size)
     for name in args.gated:
         bench_gated(name, args.repeats, args.batch, args.size)
+    if args.hf:
+        bench_hf(args.repeats, args.batch, args.size)
+    for name in args.prepare:
+        bench_prepare(name, args.repeats, args.batch, args.size)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,9 @@ from torch import Tensor, nn
 import lumos
 from helpers import untouched
 from lumos.lrp import composites
-from lumos.lrp.attention import MATMUL, SOFTMAX, ConstantWeights
-from lumos.lrp.norms import NORMS, StdConstant
-from lumos.lrp.products import Uniform
-from lumos.lrp.rules import Gradient
+from lumos.lrp.ops.attention import MATMUL, SOFTMAX
+from lumos.lrp.ops.norms import NORMS
+from lumos.lrp.rules import ConstantWeights, Gradient, StdConstant, Uniform
 
 L, D = 5, 4
 
@@ -125,7 +124,8 @@ def test_layernorm_std_constant_is_its_formula(kind: str) -> None:
 def test_fused_layernorm_step_equals_the_decomposed_one(shape: tuple[int, ...],
                                                         affine: bool) -> None:
     """The one-call LayerNorm step: same value and same std-constant backward."""
-    from lumos.lrp.norms import Normalization, norm_step
+    from lumos.lrp.engine.norms import norm_step
+    from lumos.lrp.ops.norms import Normalization
 
     w, b = (torch.randn(shape, dtype=torch.float64) for _ in range(2))
     norm = Normalization("layer", shape, 1e-5, w if affine else None, b if affine else None)

@@ -8,7 +8,7 @@ from torch import nn
 
 import lumos
 from lumos.lrp import composites, rules
-from lumos.lrp.layers import LRPUnsupportedError
+from lumos.lrp.errors import LRPUnsupportedError
 
 
 class MyConv(nn.Conv1d):

@@ -17,8 +17,8 @@ from torch import nn
 
 from helpers import untouched
 from lrp.fixtures_models import efficientnet_lite0, functional_net, torchvision_model
-from lumos.lrp.layers import SUPPORTED
-from lumos.lrp.prepare import prepare
+from lumos.lrp.capture.prepare import prepare
+from lumos.lrp.ops.layers import SUPPORTED
 
 SLOW = pytest.mark.slow
 CASES: dict[str, tuple[Callable[[], nn.Module], int]] = {
@@ -54,7 +54,7 @@ def case(request: pytest.FixtureRequest) -> Iterator[tuple[str, nn.Module, torch
 def test_prepared_copy_gives_the_same_outputs(case: tuple[str, nn.Module, torch.Tensor]) -> None:
     name, model, x = case
     with untouched(model):
-        gm = prepare(model)
+        gm = prepare(model, x[:1])
     with torch.no_grad():
         expected, got = model(x), gm(x)
     scale = expected.abs().max()
@@ -69,9 +69,13 @@ def test_prepared_copy_gives_the_same_outputs(case: tuple[str, nn.Module, torch.
                 shapes.add(node)
             assert node in shapes, (name, node.target)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in gm.modules())
+    # the prepared graph reads the user's tensors where no rule changed them (BatchNorm folds
+    # make new weights), never the user's parameter objects, and never asks for their gradients
     user = {p.data_ptr() for p in model.parameters()} | {b.data_ptr() for b in model.buffers()}
-    owned = {t.data_ptr() for t in [*gm.parameters(), *gm.buffers()]}
-    assert not user & owned, "prepared copy must own its tensors"
+    held = [*gm.parameters(), *gm.buffers()]
+    assert user & {t.data_ptr() for t in held}, "unchanged tensors are shared, not copied"
+    assert not {id(p) for p in model.parameters()} & {id(t) for t in held}
+    assert not any(p.requires_grad for p in gm.parameters())
 
 
 def _gradient_x_input(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lumos.lrp.ops import LinearOp, _phase_transpose, _phase_weight
+from lumos.lrp.engine.linear import LinearOp, _phase_transpose, _phase_weight
 
 SHAPES = [(k, s, p, n) for k, s, p, n in itertools.product((1, 3, 4, 7), (2, 3), (0, 1, 3), (9, 12))
           if p < k]

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 import lumos
 from lumos.lrp import composites, rules
-from lumos.lrp.layers import Affine
+from lumos.lrp.ops.layers import Affine
 from lumos.lrp.rules import stabilize
 
 EPS = 1e-6
@@ -252,7 +252,7 @@ def test_bad_rule_parameters(make: object, message: str) -> None:
 
 
 def test_zplus_on_signed_inputs_in_float32_matches_float64() -> None:
-    """The one-pass z+ denominator ``(z + |W| |x|) / 2`` (lumos.lrp.signed) keeps float32
+    """The one-pass z+ denominator ``(z + |W| |x|) / 2`` (lumos.lrp.engine.signed) keeps float32
     close to float64 on a depthwise and a dense convolution with signed inputs."""
     for layer in (nn.Conv2d(8, 8, 7, padding=3, groups=8), nn.Conv2d(8, 16, 3, padding=1)):
         nn.init.normal_(layer.bias, std=0.5)

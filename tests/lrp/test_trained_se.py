@@ -17,7 +17,7 @@ from torch import Tensor, nn
 import lumos
 from helpers import untouched
 from lumos.data.samples import mnist5k
-from lumos.lrp import composites, products
+from lumos.lrp import composites, rules
 from lumos.metrics import AOPC, evaluate, random_attribution
 
 
@@ -66,7 +66,7 @@ def trained_se_cnn() -> nn.Module:
 @pytest.mark.slow
 def test_se_cnn_lrp_beats_random_in_morf_aopc(trained_se_cnn: nn.Module) -> None:
     model = trained_se_cnn
-    uniform = composites.EpsilonPlus(layer_map=[(composites.PRODUCT, products.Uniform())])
+    uniform = composites.EpsilonPlus(layer_map=[(composites.PRODUCT, rules.Uniform())])
     methods = {"EpsilonPlus": lumos.LRP(model, composites.EpsilonPlus()),
                "EpsilonPlus, uniform products": lumos.LRP(model, uniform),
                "random": random_attribution(0)}

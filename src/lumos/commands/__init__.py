@@ -7,6 +7,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+#: What ``--model`` takes (resolved by :func:`lumos.models.specs.resolve`).
+MODEL_HELP = ("a lumos checkpoint (.safetensors with its JSON sidecar), 'mnist5k-cnn', "
+              "'efficientnet-lite0', a torchvision model name (weights from the torch cache, or "
+              "--weights FILE), timm:NAME (weights from the timm / Hugging Face cache, or "
+              "--weights FILE), a Hugging Face model folder (save_pretrained), or hf:ORG/NAME "
+              "(a hub id in the local Hugging Face cache); nothing is downloaded")
+
 
 def resolve_device(name: str) -> torch.device:
     """The torch device ``--device name`` asks for, checked to be usable on this machine.

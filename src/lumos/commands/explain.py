@@ -13,10 +13,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``lumos explain``."""
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
                         help="image files (PNG, JPEG, ...)")
-    parser.add_argument("--model", required=True,
-                        help="a lumos checkpoint (.safetensors with its JSON sidecar), "
-                             "'efficientnet-lite0', or a torchvision model name whose weights "
-                             "are in the torch cache (resnet18, vgg16, ...)")
+    from lumos.commands import MODEL_HELP
+
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="local weights (safetensors or .pt state dict) for a torchvision "
+                             "name or timm:NAME")
     parser.add_argument("--method", action="append", default=None,
                         help="ig, lrp:COMPOSITE (epsilon-plus, epsilon-gamma-box, "
                              "epsilon-alpha2-beta1, ...) or gradient, input-x-gradient, "
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Explain every image with every method; print one line per image and the page's path."""
     from lumos.errors import UserError
     from lumos.experiments import explain_images, methods
+    from lumos.models.specs import resolve
 
     try:
         chosen = [methods.parse(m) for m in (args.method or ["ig", "lrp:epsilon-gamma-box"])]
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise UserError(f"image file(s) not found: {', '.join(missing)}")
-    clf = explain_images.load_classifier(args.model)
+    clf = resolve(args.model, args.weights)[0]
     clf.model.to(args.device)
     x = explain_images.load_images(args.images, clf).to(args.device)
     n_classes = len(clf.classes)

@@ -16,9 +16,9 @@ HELP = ("explain every image of a dataset with IG / LRP into an HDF5 store (resu
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``lumos explain-dataset``."""
     parser.set_defaults(device=None)
-    parser.add_argument("--model", required=True,
-                        help="a lumos checkpoint, mnist5k-cnn, efficientnet-lite0, a torchvision "
-                             "name (torch cache or --weights) or timm:NAME")
+    from lumos.commands import MODEL_HELP
+
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--weights", type=Path, default=None,
                         help="local state dict (safetensors or .pt) for a torchvision/timm name")
     parser.add_argument("--dataset", required=True,

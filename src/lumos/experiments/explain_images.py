@@ -14,14 +14,15 @@ from torch import Tensor
 
 from lumos.experiments import sections
 from lumos.experiments.methods import Method
-from lumos.experiments.photos import Classifier, transform
+from lumos.experiments.photos import transform
 from lumos.experiments.study import Progress, explain_all, predict
+from lumos.models.classifier import Classifier
 from lumos.viz import report as rp
 from lumos.viz.image import heatmap, overlay, save_png, to_image
 
 
 def load_classifier(spec: str) -> Classifier:
-    """A checkpoint path, ``efficientnet-lite0``, or a torchvision name with cached weights.
+    """The classifier ``spec`` names (:func:`lumos.models.specs.resolve`).
 
     Raises
     ------
@@ -29,55 +30,9 @@ def load_classifier(spec: str) -> Classifier:
         One line saying what is wrong: missing file, damaged checkpoint, unknown name, weights
         not available offline.
     """
-    from lumos.errors import UserError
+    from lumos.models.specs import resolve
 
-    path = Path(spec)
-    if path.suffix in (".safetensors", ".pt", ".pth") or path.exists():
-        return _checkpoint(path)
-    if spec == "efficientnet-lite0":
-        from lumos.experiments.photos import pretrained
-
-        return pretrained(spec)
-    try:
-        import torchvision
-    except ImportError as err:
-        raise UserError(f"{spec!r} is not a file; torchvision names need torchvision: "
-                        "pip install 'lumos[vision]'") from err
-    if spec not in torchvision.models.list_models(module=torchvision.models):
-        raise UserError(f"--model {spec!r} is neither a file, 'efficientnet-lite0', nor a "
-                        "torchvision classification model name")
-    try:
-        weights = torchvision.models.get_model_weights(spec).DEFAULT
-        model = torchvision.models.get_model(spec, weights=weights)
-    except Exception as err:  # no internet and not cached: torch.hub raises URLError/OSError
-        raise UserError(f"cannot get ImageNet weights for {spec!r} ({type(err).__name__}); "
-                        "download them once with internet into the torch cache "
-                        "(~/.cache/torch/hub/checkpoints)") from err
-    tf = weights.transforms()
-    return Classifier(model.eval(), list(weights.meta["categories"]), list(tf.mean),
-                      list(tf.std), spec, int(tf.crop_size[0]))
-
-
-def _checkpoint(path: Path) -> Classifier:
-    from lumos.errors import UserError
-    from lumos.models.checkpoint import CheckpointError, load_checkpoint
-
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
-    try:
-        model, meta = load_checkpoint(path)
-    except (CheckpointError, ValueError, OSError) as err:
-        raise UserError(f"cannot load checkpoint {path}: {err}") from err
-    norm = meta.get("normalization") or {"mean": [0.0], "std": [1.0]}
-    classes = meta.get("classes") or [str(k) for k in range(_n_outputs(model, meta))]
-    size = int(meta.get("input_size") or (28 if len(norm["mean"]) == 1 else 224))
-    return Classifier(model, [str(c) for c in classes], list(norm["mean"]), list(norm["std"]),
-                      path.name, size)
-
-
-def _n_outputs(model: torch.nn.Module, meta: dict[str, Any]) -> int:
-    kwargs = (meta.get("architecture") or {}).get("kwargs") or {}
-    return int(kwargs.get("n_classes", 10))
+    return resolve(spec)[0]
 
 
 def load_images(paths: Sequence[Path], clf: Classifier) -> Tensor:

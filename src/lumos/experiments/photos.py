@@ -8,36 +8,17 @@ shorter side to 256 pixels, centre crop 224 x 224, normalise with the model's me
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lumos.experiments import sections
-from lumos.experiments.methods import Domain, MethodUnavailable, parse
+from lumos.experiments.methods import MethodUnavailable, parse
 from lumos.experiments.study import Progress, explain_all, predict
+from lumos.models.classifier import Classifier
 from lumos.viz import report as rp
 from lumos.viz.image import to_image
-
-SIZE = 224
-
-
-@dataclass
-class Classifier:
-    """An ImageNet-style classifier with what is needed to feed and read it."""
-
-    model: nn.Module
-    classes: list[str]
-    mean: list[float]
-    std: list[float]
-    name: str
-    size: int = SIZE
-
-    @property
-    def domain(self) -> Domain:
-        """Bounds of the normalised input (black and white pixels)."""
-        return Domain.from_normalization(self.mean, self.std)
 
 
 def pretrained(name: str = "efficientnet-lite0") -> Classifier:

@@ -11,8 +11,8 @@ The named composites match Zennit 0.5.1's composites of the same names, defaults
 their results compare one to one: EpsilonPlus, EpsilonGammaBox, EpsilonAlpha2Beta1,
 EpsilonPlusFlat, EpsilonAlpha2Beta1Flat. :class:`Epsilon` uses one epsilon rule for every weighted
 layer, unfolded BatchNorm and Norm step. A BatchNorm that preparation could not fold (an
-:class:`~lumos.lrp.layers.Affine`) gets Pass in the other named composites, as Zennit's
-composites do for BatchNorm. Products of activations (:mod:`lumos.lrp.products`) get the
+:class:`~lumos.lrp.ops.layers.Affine`) gets Pass in the other named composites, as Zennit's
+composites do for BatchNorm. Products of activations (:mod:`lumos.lrp.ops.products`) get the
 constant-gate rule in every named composite (see :func:`base_map`).
 """
 
@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from lumos.lrp import products, rules
-from lumos.lrp.attention import MATMUL, PROJECTION, SOFTMAX, AttnSoftmax, ConstantWeights
-from lumos.lrp.layers import Affine, Difference, Mean, Resample, Sum
-from lumos.lrp.norms import NORMS, StdConstant
-from lumos.lrp.products import Product
+from lumos.lrp import rules
+from lumos.lrp.ops.attention import MATMUL, PROJECTION, SOFTMAX
+from lumos.lrp.ops.elementwise import Power
+from lumos.lrp.ops.layers import Affine, Difference, Mean, Resample, Sum
+from lumos.lrp.ops.norms import NORMS
+from lumos.lrp.ops.products import Product
+from lumos.lrp.ops.reductions import Summation
 from lumos.lrp.rules import Rule, StabilizerLike
 
 Group = type | tuple[type, ...]
@@ -41,12 +43,14 @@ WEIGHTED: tuple[type, ...] = (*CONVOLUTION, *DENSE)
 ACTIVATION: tuple[type, ...] = (
     nn.ELU, nn.Hardshrink, nn.Hardsigmoid, nn.Hardtanh, nn.Hardswish, nn.LeakyReLU, nn.LogSigmoid,
     nn.PReLU, nn.ReLU, nn.ReLU6, nn.RReLU, nn.SELU, nn.CELU, nn.GELU, nn.Sigmoid, nn.SiLU,
-    nn.Mish, nn.Softplus, nn.Softshrink, nn.Softsign, nn.Tanh, nn.Tanhshrink, nn.Threshold)
+    nn.Mish, nn.Softplus, nn.Softshrink, nn.Softsign, nn.Tanh, nn.Tanhshrink, nn.Threshold,
+    Power)
+#: Average pooling, means and sums over dimensions (pooling by sum).
 AVG_POOL: tuple[type, ...] = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
-                              nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, Mean)
+                              nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, Mean, Summation)
 SUM: tuple[type, ...] = (Sum, Difference)
 AFFINE: tuple[type, ...] = (Affine, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-#: Element-wise products of activations (gates, squeeze-excitation): :mod:`lumos.lrp.products`.
+#: Element-wise products of activations (gates, squeeze-excitation): :mod:`lumos.lrp.ops.products`.
 PRODUCT: tuple[type, ...] = (Product,)
 #: Interpolation (``F.interpolate``, ``nn.Upsample``): fixed linear maps without parameters.
 RESAMPLE: tuple[type, ...] = (Resample,)
@@ -65,7 +69,7 @@ def base_map(stabilizer: StabilizerLike = 1e-6,
     return [(ACTIVATION, rules.Pass()), (SUM, rules.Norm(stabilizer)),
             (AVG_POOL, rules.Norm(stabilizer)), (RESAMPLE, rules.Norm(stabilizer)),
             (AFFINE, affine if affine is not None else rules.Pass()),
-            (PRODUCT, products.DEFAULT()),
+            (PRODUCT, rules.DEFAULT_PRODUCT()),
             *_transformer_map()]
 
 
@@ -73,8 +77,8 @@ def _transformer_map(softmax: Rule | None = None) -> list[tuple[Group, Rule]]:
     """AttnLRP in attention and on norms (defaults of every named composite): the identity rule
     on normalisations, the uniform split of products of two activations (attention scores,
     weights times values), gradient times input through softmax."""
-    return [(NORMS, StdConstant()), (MATMUL, products.Uniform()),
-            (SOFTMAX, softmax or AttnSoftmax())]
+    return [(NORMS, rules.StdConstant()), (MATMUL, rules.Uniform()),
+            (SOFTMAX, softmax or rules.AttnSoftmax())]
 
 
 @dataclass
@@ -166,7 +170,7 @@ def _named(layer_map: LayerMapLike, stabilizer: StabilizerLike, conv: Rule, dens
 class Epsilon(Composite):
     """One LRP-epsilon rule everywhere (``epsilon=0``: LRP-0).
 
-    Convolutions, linear layers and unfolded BatchNorms (:class:`~lumos.lrp.layers.Affine`) get
+    Convolutions, linear layers and unfolded BatchNorms (:class:`~lumos.lrp.ops.layers.Affine`) get
     ``rules.Epsilon(epsilon)``; sums, average pooling and resampling the Norm rule with the same
     ``epsilon`` as stabiliser (unless ``stabilizer`` is given); activations Pass and products
     the constant-gate rule.
@@ -259,8 +263,8 @@ class AttnLRP(Composite):
         0 (LRP-0, their plain gradient) as in LXT's CP-LRP for torchvision's ViT.
     """
 
-    softmax: Rule = AttnSoftmax()
-    product: Rule = products.Uniform()
+    softmax: Rule = rules.AttnSoftmax()
+    product: Rule = rules.Uniform()
 
     def __init__(self, epsilon: float = 1e-6, gamma: float | None = None,
                  projection_epsilon: float = 0.0, layer_map: LayerMapLike = (),
@@ -279,8 +283,8 @@ class CPLRP(AttnLRP):
     output) and gates are constants, so relevance flows through the values and the gated inputs
     only (LXT's rule inside ViT attention)."""
 
-    softmax: Rule = ConstantWeights()
-    product: Rule = products.ConstantGate()
+    softmax: Rule = rules.ConstantWeights()
+    product: Rule = rules.ConstantGate()
 
 
 __all__ = [

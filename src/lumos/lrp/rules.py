@@ -1,6 +1,6 @@
 """LRP rules as data: which inputs, which weights, how to stabilise, how to combine.
 
-A rule for a layer with weights (Linear, ConvNd, :class:`~lumos.lrp.layers.Affine`) is a list
+A rule for a layer with weights (Linear, ConvNd, :class:`~lumos.lrp.ops.layers.Affine`) is a list
 of :class:`Term` s. Term ``t`` runs the layer on a modified input ``in_t(x)`` with modified
 parameters ``(rho_t(W), rho_t(b))``; the terms of one *group* add up (with ``sign``) to the
 group's denominator ``d_g``, and the input relevance is
@@ -64,10 +64,10 @@ class Rule:
 
     ``kind`` is ``"linear"`` for rules made of terms, ``"pass"``, ``"norm"`` or ``"gradient"``
     for rules of layers without weights, ``"product"`` for element-wise products of two
-    activations (:mod:`lumos.lrp.products`; ``gate``: the gate factor is held constant). Build
-    rules with the functions of this module and of :mod:`lumos.lrp.products`;
+    activations (:mod:`lumos.lrp.ops.products`; ``gate``: the gate factor is held constant). Build
+    rules with the functions of this module and of :mod:`lumos.lrp.ops.products`;
     ``"constant"`` (the output is a constant) and ``"std-constant"`` (normalisation by a constant
-    std) come from :mod:`lumos.lrp.attention` and :mod:`lumos.lrp.norms`.
+    std) come from :mod:`lumos.lrp.ops.attention` and :mod:`lumos.lrp.ops.norms`.
     """
 
     name: str
@@ -121,9 +121,11 @@ class EpsilonShare:
         return torch.addcdiv(g, g, self.t, value=-self.eps)
 
 
-def apply_scale(g: Tensor, scale: Tensor | EpsilonShare) -> Tensor:
-    """``g`` times a backward scale (a tensor or an :class:`EpsilonShare`)."""
-    return scale(g) if isinstance(scale, EpsilonShare) else g * scale
+def apply_scale(g: Tensor, scale: Tensor | EpsilonShare | float) -> Tensor:
+    """``g`` times a backward scale (a tensor, an :class:`EpsilonShare` or a number)."""
+    if isinstance(scale, EpsilonShare):
+        return scale(g)
+    return g if isinstance(scale, float) and scale == 1.0 else g * scale
 
 
 def modify(param: Tensor, mod: ParamMod) -> Tensor:
@@ -244,5 +246,45 @@ def Gradient() -> Rule:
     return Rule("Gradient", "gradient")
 
 
-__all__ = ["AlphaBeta", "Epsilon", "Flat", "Gamma", "Gradient", "Norm", "Pass", "Rule", "Term",
-           "WSquare", "ZBox", "ZPlus", "modify", "stabilize"]
+
+# ---- rules of layers without weights that mix activations ------------------------------------
+def Uniform() -> Rule:
+    """Products of two activations (AttnLRP): each factor of ``a * b`` gets half of the
+    relevance, all of it when the other factor does not depend on the input."""
+    return Rule("Uniform", "product")
+
+
+def ConstantGate() -> Rule:
+    """Products of two activations (CP-LRP): the gate of ``a * b`` is a constant, so the gated
+    input gets all of the relevance (the gate: the factor that came out of a sigmoid-like
+    activation, else the broadcast one)."""
+    return Rule("ConstantGate", "product", gate=True)
+
+
+def ConstantWeights() -> Rule:
+    """CP-LRP on softmax: its output is a constant, no relevance reaches the scores."""
+    return Rule("ConstantWeights", "constant")
+
+
+def AttnSoftmax() -> Rule:
+    """AttnLRP's softmax rule ``R_x = x ⊙ (R_s - s Σ R_s)``, which is gradient times input."""
+    return Rule("AttnSoftmax", "gradient")
+
+
+def Detach() -> Rule:
+    """The layer's output is a constant: no relevance flows into its inputs (norms that
+    normalise, masks, indices; :class:`~lumos.lrp.ops.elementwise.Detached`)."""
+    return Rule("Detach", "constant")
+
+
+def StdConstant() -> Rule:
+    """AttnLRP's identity rule for normalisation: ``1 / std`` constant, the rest linear."""
+    return Rule("StdConstant", "std-constant", stabilizer=0.0)
+
+
+#: The product rule of the CNN composites (and of products no composite maps).
+DEFAULT_PRODUCT = ConstantGate
+
+__all__ = ["DEFAULT_PRODUCT", "AlphaBeta", "AttnSoftmax", "ConstantGate", "ConstantWeights",
+           "Detach", "Epsilon", "Flat", "Gamma", "Gradient", "Norm", "Pass", "Rule",
+           "StdConstant", "Term", "Uniform", "WSquare", "ZBox", "ZPlus", "modify", "stabilize"]

@@ -23,6 +23,17 @@ from lumos.atomic import atomic_file
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (first 16 hex digits)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
 class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, or would need unsafe unpickling."""
 

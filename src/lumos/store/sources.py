@@ -1,15 +1,13 @@
-"""``--model`` and ``--dataset`` specs resolved to a classifier and a dataset prepared for it.
+"""``--dataset`` specs resolved to a dataset prepared for a classifier (and ``--model`` specs,
+resolved by :mod:`lumos.models.specs`).
 
-Models: a lumos checkpoint file, ``mnist5k-cnn``, ``efficientnet-lite0``, a torchvision name
-(weights from the torch cache, or ``weights=FILE``) or ``timm:NAME`` (timm's cache, or
-``weights=FILE``). Datasets: the catalog names (``mnist-5k``, ``mnist``, ``fashion-mnist``,
-``imagenette``, ``imagewoof``) and ``folder:DIR``. Each source carries a fingerprint, the part
-of the store's settings hash that says *which* weights and *which* files were used.
+Datasets: the catalog names (``mnist-5k``, ``mnist``, ``fashion-mnist``, ``imagenette``,
+``imagewoof``) and ``folder:DIR``. Each source carries a fingerprint, the part of the store's
+settings hash that says *which* weights and *which* files were used.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,13 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from lumos.errors import UserError
-from lumos.experiments.photos import Classifier
+from lumos.models.classifier import Classifier
+from lumos.models.specs import resolve as load_model
+from lumos.models.specs import wrap_module
+from lumos.models.tensorio import file_digest
 
 SPLITS = ("train", "test", "all")
+#: Model specs are resolved by lumos.models.specs; re-exported for the store's callers.
+__all__ = ["SPLITS", "DataSource", "TensorItems", "default_split", "file_digest", "load_data",
+           "load_model", "wrap_module"]
 
 
 @dataclass
@@ -54,152 +58,6 @@ class TensorItems(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, int, int]:
         return self.x[i], int(self.y[i]), 0
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes (first 16 hex digits)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def load_model(spec: str, weights: str | os.PathLike[str] | None = None) -> tuple[Classifier,
-                                                                                   dict[str, Any]]:
-    """The classifier ``spec`` names (eval mode) and its fingerprint for the settings hash."""
-    if spec == "mnist5k-cnn":
-        from lumos.models.zoo import MNIST5K_RECIPE, mnist5k_cnn, recipe_key
-
-        return (Classifier(mnist5k_cnn(), [str(d) for d in range(10)], [0.0], [1.0], spec, 28),
-                {"spec": spec, "recipe": recipe_key(MNIST5K_RECIPE)})
-    if spec.startswith("timm:"):
-        return _timm(spec[5:], weights)
-    path = Path(spec)
-    if weights is None and (path.suffix in (".safetensors", ".pt", ".pth") or path.exists()):
-        from lumos.experiments.explain_images import load_classifier
-
-        clf = load_classifier(spec)
-        return clf, {"spec": path.name, "digest": file_digest(path)}
-    if spec == "efficientnet-lite0":
-        from lumos.experiments.explain_images import load_classifier
-
-        return load_classifier(spec), {"spec": spec}
-    if weights is not None:
-        return _torchvision_file(spec, Path(weights))
-    from lumos.experiments.explain_images import load_classifier
-
-    clf = load_classifier(spec)
-    return clf, {"spec": spec, "weights": "torchvision DEFAULT"}
-
-
-def wrap_module(model: nn.Module, normalization: tuple[list[float], list[float]] | None,
-                input_size: int | None, classes: list[str] | None,
-                ) -> tuple[Classifier, dict[str, Any]]:
-    """A user's ``nn.Module`` as a classifier: an eval-mode deep copy (the user's model is never
-    moved or changed), fingerprinted by its weights."""
-    import copy
-
-    if not isinstance(model, nn.Module):
-        raise UserError(f"model must be a spec string or a torch.nn.Module, got "
-                        f"{type(model).__name__}")
-    mean, std = normalization or ([0.0], [1.0])
-    size = int(input_size or (28 if len(mean) == 1 else 224))
-    own = copy.deepcopy(model).eval()
-    h = hashlib.sha256()
-    for name, tensor in own.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    if classes is None:
-        with torch.no_grad():
-            n = int(own(torch.zeros(1, len(mean), size, size)).shape[-1])
-        classes = [str(k) for k in range(n)]
-    name = type(model).__name__
-    return Classifier(own, list(classes), list(mean), list(std), name, size), {
-        "spec": name, "digest": h.hexdigest()[:16]}
-
-
-def _torchvision_file(name: str, weights: Path) -> tuple[Classifier, dict[str, Any]]:
-    import torchvision
-
-    from lumos.models.checkpoint import CheckpointError, read_tensors
-
-    if name not in torchvision.models.list_models(module=torchvision.models):
-        raise UserError(f"--model {name!r} is not a torchvision classification model name")
-    try:
-        state = read_tensors(weights)
-    except CheckpointError as err:
-        raise UserError(str(err)) from err
-    model = torchvision.models.get_model(name, weights=None, num_classes=_n_classes(state))
-    return _with_state(model, state, name, weights, (224, None, None))
-
-
-def _timm(name: str, weights: str | os.PathLike[str] | None) -> tuple[Classifier, dict[str, Any]]:
-    try:
-        import timm
-        import timm.data
-    except ImportError as err:
-        raise UserError("timm:NAME needs timm: pip install timm") from err
-    if name not in timm.list_models():
-        raise UserError(f"--model timm:{name}: timm has no model {name!r}")
-    if weights is None:
-        try:
-            model = timm.create_model(name, pretrained=True)
-        except Exception as err:  # offline and not cached: hub errors differ by version
-            raise UserError(f"cannot get pretrained weights for timm:{name} "
-                            f"({type(err).__name__}); put them in timm's cache or pass "
-                            "--weights FILE") from err
-        return _classifier(model, f"timm:{name}", _timm_config(model)), {
-            "spec": f"timm:{name}", "weights": "timm pretrained"}
-    from lumos.models.checkpoint import CheckpointError, read_tensors
-
-    try:
-        state = read_tensors(weights)
-    except CheckpointError as err:
-        raise UserError(str(err)) from err
-    model = timm.create_model(name, pretrained=False, num_classes=_n_classes(state))
-    return _with_state(model, state, f"timm:{name}", Path(weights), _timm_config(model))
-
-
-def _timm_config(model: nn.Module) -> tuple[int, list[float], list[float]]:
-    import timm.data
-
-    cfg = timm.data.resolve_data_config({}, model=model)
-    return int(cfg["input_size"][-1]), list(cfg["mean"]), list(cfg["std"])
-
-
-def _n_classes(state: dict[str, Tensor]) -> int:
-    """Rows of the last 2-D weight of a state dict: the classifier head's output count."""
-    heads = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
-    if not heads:
-        raise UserError("the weights file has no linear layer to read the class count from")
-    return int(heads[-1].shape[0])
-
-
-def _with_state(model: nn.Module, state: dict[str, Tensor], name: str, weights: Path,
-                config: tuple[int, list[float] | None, list[float] | None],
-                ) -> tuple[Classifier, dict[str, Any]]:
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise UserError(f"--weights {weights} does not fit {name}: {first}") from err
-    return _classifier(model, name, config), {"spec": name, "weights": weights.name,
-                                              "digest": file_digest(weights)}
-
-
-def _classifier(model: nn.Module, name: str,
-                config: tuple[int, list[float] | None, list[float] | None]) -> Classifier:
-    from lumos.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from lumos.models.imagenet_classes import IMAGENET_CLASSES
-
-    size, mean, std = config
-    model.eval()
-    with torch.no_grad():
-        n = int(model(torch.zeros(1, 3, size, size)).shape[-1])
-    classes = list(IMAGENET_CLASSES) if n == len(IMAGENET_CLASSES) else [str(k) for k in range(n)]
-    return Classifier(model, classes, mean or list(IMAGENET_MEAN), std or list(IMAGENET_STD),
-                      name, size)
 
 
 def default_split(spec: str) -> str:
