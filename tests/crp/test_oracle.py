@@ -4,10 +4,10 @@
 VGG-16 (its 13 convolutions as torchvision builds them, the classifier replaced by a small
 one on pooled features: the 25,088 x 4,096 x 4,096 classifier in float64 would take 1 GB in
 each process and no concept layer lies in it) and ResNet-18 with random weights and
-BatchNorm statistics taken from random inputs, 32x32 inputs; ``EpsilonPlus`` and ``EpsilonGammaBox``; 16 channels of each of two
-layers, one two-layer condition, the unconditional concept relevances of both layers and the
-relevances of the lower layer under each concept of the upper one. zennit-crp runs in a
-subprocess (:mod:`zcrp`).
+BatchNorm statistics taken from random inputs, 32x32 inputs; ``EpsilonPlus`` and
+``EpsilonGammaBox``; 16 channels of each of two layers, one two-layer condition, the
+unconditional concept relevances of both layers and the relevances of the lower layer under
+each concept of the upper one. zennit-crp runs in a subprocess (:mod:`zcrp`).
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ terms that do not scale with the input, such as ZBox bounds). Masking a concept'
 splitting the backward pass at the concept layers is CRP's own business
 (:mod:`lumos.crp.attribution`).
 
-A layer is named by its module path in the user's model. A module called as one graph node
-(a convolution, a linear layer, an activation) gives that node's output; a container (a
-transformer block, a residual block) gives the output of the last node traced inside it. The
+A layer is named by its module path in the user's model; the engine's map of module outputs
+(``Program.outputs``, the same map its relevance hooks use) says which graph node holds it: the
+node of a layer called as one module, the last node of a container (a transformer block's
+residual sum, a residual block's final ReLU). The
 engine may apply the ReLU after a layer inside the layer's own step: the relevance there is
 the same (a ReLU passes it on), and the layer's activation is computed again without the ReLU
 when asked for (:meth:`Pass.activation`).
@@ -26,10 +27,12 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
-from lumos.lrp.engine import LRP, _Program, _start
-from lumos.lrp.report import side_relevance
+from lumos.lrp.engine import LRP
+from lumos.lrp.engine.lrp import _start
+from lumos.lrp.engine.program import Program
+from lumos.lrp.engine.report import side_relevance
+from lumos.lrp.engine.steps import Run
 from lumos.lrp.rules import safe_ratio
-from lumos.lrp.steps import Run
 
 #: Module types whose output keeps channels in dimension 1 (N, C, ...).
 _CHANNELS_FIRST = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd,
@@ -65,12 +68,12 @@ class Layer:
     channel_dim: int
 
 
-def program(lrp: LRP, x: Tensor) -> _Program:
+def program(lrp: LRP, x: Tensor) -> Program:
     """The prepared model ``lrp`` runs for inputs shaped like ``x``."""
     return lrp.program(x)
 
 
-def layers(prog: _Program, names: Sequence[str],
+def layers(prog: Program, names: Sequence[str],
            channel_dims: dict[str, int] | None = None) -> dict[str, Layer]:
     """The concept layers ``names`` of a prepared model (:class:`LayerError` for unknown ones)."""
     position = {node: i for i, node in enumerate(prog.nodes)}
@@ -83,58 +86,48 @@ def layers(prog: _Program, names: Sequence[str],
     return out
 
 
-def layer_names(prog: _Program) -> list[str]:
-    """Module paths of the user's model that can be read as concept layers, input to output."""
-    seen: dict[str, None] = {}
-    for node in prog.nodes:
-        if node.op != "call_module":
-            continue
-        for path in [*_scopes(node), prog.name(node)]:
-            if path and path not in seen and not path.split(".")[-1].startswith("lumos_"):
-                seen[path] = None
-    return list(seen)
+def layer_names(prog: Program) -> list[str]:
+    """Module paths of the user's model that can be concept layers, input to output: those
+    whose output the prepared graph computes in one module call."""
+    position = {node: i for i, node in enumerate(prog.nodes)}
+    usable = [(position[nodes[0]], path) for path, nodes in prog.outputs.items()
+              if path and len(nodes) == 1 and nodes[0].op == "call_module"]
+    return [path for _, path in sorted(usable)]
 
 
-def _scopes(node: fx.Node) -> list[str]:
-    stack = node.meta.get("nn_module_stack") or {}
-    return [str(path) for path, _ in stack.values()]
-
-
-def _output_node(prog: _Program, name: str, position: dict[fx.Node, int]) -> fx.Node:
-    calls = [n for n in prog.nodes if n.op == "call_module" and prog.name(n) == name]
-    if len(calls) > 1:
-        raise LayerError(f"module '{name}' is called {len(calls)} times in the model; name a "
+def _output_node(prog: Program, name: str, position: dict[fx.Node, int]) -> fx.Node:
+    nodes = prog.outputs.get(name, [])
+    if len(nodes) > 1:
+        raise LayerError(f"module '{name}' is called {len(nodes)} times in the model; name a "
                          "module that is called once (or the container around one call)")
-    if calls:
-        return calls[0]
-    inside = [n for n in prog.nodes if n.op == "call_module" and name in _scopes(n)]
-    escaping = [n for n in inside if any(u not in inside for u in n.users)]
-    if not escaping:
+    if not nodes:
         known = layer_names(prog)
         hint = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
-        raise LayerError(f"the model has no layer '{name}' that LRP runs (a BatchNorm folded "
-                         f"into the layer before it: name that layer; a module that is never "
-                         f"called; or a typo); concept layers are module paths such as: {hint}")
-    if len(escaping) > 1:
-        raise LayerError(f"module '{name}' hands on {len(escaping)} tensors; name a module "
-                         "with one output")
-    return escaping[0]
+        raise LayerError(f"the model has no layer '{name}' that LRP runs (a module that is "
+                         f"never called, one the prepared model does not keep, or a typo); "
+                         f"concept layers are module paths such as: {hint}")
+    node = nodes[0]
+    if node.op != "call_module":
+        raise LayerError(f"the output of '{name}' is computed by {node.op} "
+                         f"'{node.target}', not by a layer CRP can read; name a module "
+                         "inside it")
+    return node
 
 
-def _module(prog: _Program, node: Any) -> nn.Module | None:
+def _module(prog: Program, node: Any) -> nn.Module | None:
     if isinstance(node, fx.Node) and node.op == "call_module":
         return prog.gm.get_submodule(str(node.target))
     return None
 
 
-def _fused_relu(prog: _Program, node: fx.Node) -> bool:
+def _fused_relu(prog: Program, node: fx.Node) -> bool:
     """Whether the engine may apply the ReLU after ``node`` inside ``node``'s own step (its
     only user is a ReLU); the module's own output is then computed again when asked for."""
     users = list(node.users)
     return len(users) == 1 and isinstance(_module(prog, users[0]), nn.ReLU)
 
 
-def _channel_dim(prog: _Program, node: fx.Node) -> int:
+def _channel_dim(prog: Program, node: fx.Node) -> int:
     """Channels first for convolutions and pooling, last for linear layers and LayerNorm,
     found by walking back from ``node`` through layers that keep the layout."""
     todo, seen = [node], set()
@@ -166,7 +159,7 @@ class Pass:
         Output of each concept layer, by name.
     """
 
-    prog: _Program
+    prog: Program
     state: Run
     output: Tensor
     leaf: Tensor
@@ -212,10 +205,22 @@ class Pass:
 
 
 def forward(lrp: LRP, x: Tensor, wanted: dict[str, Layer]) -> Pass:
-    """Run the prepared model on ``x`` (grad enabled) keeping the outputs of ``wanted``."""
+    """Run the prepared model on ``x`` (grad enabled) keeping the outputs of ``wanted``
+    (found again by name in the program prepared for ``x``'s size)."""
     prog = lrp.program(x)
+    done = _run(prog, x, wanted)
+    if len(x) not in prog.verified:  # as lumos.LRP: the graph checked once per batch size
+        fresh = lrp._programs.check(prog, x, done.output)
+        if fresh is not None:
+            done = _run(fresh, x, wanted)
+    return done
+
+
+def _run(prog: Program, x: Tensor, wanted: dict[str, Layer]) -> Pass:
+    names = {name: layer.channel_dim for name, layer in wanted.items()}
+    here = layers(prog, list(names), names)
     state = Run(explain=False)
-    by_node = {layer.node: name for name, layer in wanted.items()}
+    by_node = {layer.node: name for name, layer in here.items()}
     kept: dict[str, Tensor] = {}
     inputs: dict[str, Any] = {}
     original = {node: prog.steps[node] for node in by_node if node in prog.steps}
@@ -249,7 +254,7 @@ def forward(lrp: LRP, x: Tensor, wanted: dict[str, Layer]) -> Pass:
         if not isinstance(value, Tensor) or (torch.is_grad_enabled() and not value.requires_grad):
             raise LayerError(f"layer '{name}' does not carry relevance (its output does not "
                              "depend on the input)")
-    return Pass(prog, state, out, leaf, kept, dict(wanted), inputs)
+    return Pass(prog, state, out, leaf, kept, here, inputs)
 
 
 def start_relevance(out: Tensor, score: Tensor) -> Tensor:
