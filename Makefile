@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # The stamp re-installs only when pyproject.toml changes.
 STAMP := $(VENV)/.installed-dev
+# zennit-crp 0.6 (the CRP oracle of tests and benches) pins zennit<=0.4.6 and torch<2: it lives
+# in a folder of its own with zennit 0.5.1 and runs in a subprocess (tests/crp/zcrp.py).
+ORACLE := $(VENV)/zennit-crp/.installed
 
 .PHONY: demo test docs lint typecheck bench oracle clean
 
@@ -18,10 +21,16 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+$(ORACLE): | $(STAMP)
+	$(PIP) install --quiet --upgrade --no-deps --target $(VENV)/zennit-crp zennit-crp==0.6.0 zennit==0.5.1
+	touch $(ORACLE)
+
+oracle: $(ORACLE)
+
 demo: $(STAMP)
 	$(VENV)/bin/lumos demo
 
-test: $(STAMP)
+test: $(STAMP) $(ORACLE)
 	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900
@@ -43,7 +52,7 @@ oracle: $(QVENV)/.installed
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-bench: $(STAMP)
+bench: $(STAMP) $(ORACLE)
 	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:

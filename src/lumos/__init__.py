@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
     "InputXGradient": "lumos.attribution.gradient",
     "SmoothGrad": "lumos.attribution.gradient",
     "LRP": "lumos.lrp.engine",
+    "CRP": "lumos.crp.attribution",
     "explain_dataset": "lumos.store.pipeline",
     "open_store": "lumos.store.reader",
 }
@@ -35,6 +36,7 @@ __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 if TYPE_CHECKING:  # pragma: no cover  (re-exported names for type checkers)
     from lumos.attribution.gradient import Gradient, InputXGradient, SmoothGrad  # noqa: F401
     from lumos.attribution.integrated import IntegratedGradients  # noqa: F401
+    from lumos.crp.attribution import CRP  # noqa: F401
     from lumos.explanation import Explanation  # noqa: F401
     from lumos.lrp.engine import LRP  # noqa: F401
     from lumos.store.pipeline import explain_dataset  # noqa: F401

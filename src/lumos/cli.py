@@ -18,6 +18,7 @@ __all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 
 # name of the sub-command -> module under lumos.commands
 COMMANDS: dict[str, str] = {
+    "concepts": "concepts",
     "demo": "demo",
     "evaluate": "evaluate",
     "explain": "explain",

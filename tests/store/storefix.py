@@ -53,8 +53,10 @@ def store_arrays(folder: Path) -> dict[str, np.ndarray]:
     """Every dataset of every h5 file of a finished store, as ``{file/dataset: array}``."""
     import h5py
 
+    from lumos.store.layout import datasets
+
     out = {}
     for path in sorted(folder.glob("*.h5")):
         with h5py.File(path, "r") as f:
-            out.update({f"{path.name}/{k}": f[k][()] for k in f})
+            out.update({f"{path.name}/{k}": v for k, v in datasets(f).items()})
     return out

@@ -1,4 +1,5 @@
-"""SIGKILL at any moment, then the same command again: the store equals an uninterrupted run.
+"""SIGKILL at any moment, then the same command again: the store equals an uninterrupted run
+(concept relevances included).
 
 The kills come from outside the library: the child interpreter wraps ``os.replace`` (how every
 shard and final file is put in place) and kills itself at a chosen moment.
@@ -43,7 +44,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], dict[str, 
     ckpt = make_checkpoint(root)
     args = ["explain-dataset", "--model", str(ckpt), "--dataset", f"folder:{folder}",
             "--method", "lrp:epsilon-plus", "--method", "gradient", "--shard-size", "6",
-            "--batch-size", "4", "--workers", "0", "--quiet"]
+            "--concepts", "features.4", "--batch-size", "4", "--workers", "0", "--quiet"]
     ref = root / "reference"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the child interpreters (OMP_NUM_THREADS=1)
@@ -78,6 +79,7 @@ def test_killed_runs_resume_to_the_same_store(job: tuple[list[str], dict[str, np
     assert resumed.returncode == 0, resumed.stderr
     got = store_arrays(out)
     assert got.keys() == want.keys()
+    assert "lrp-epsilon-plus.h5/concepts/features.4/relevance" in got
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
     assert not list(out.rglob("*.part")) and not (out / "shards").exists()

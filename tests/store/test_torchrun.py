@@ -1,4 +1,5 @@
-"""``torchrun --nproc_per_node=2`` (gloo, CPU) gives the store one process gives."""
+"""``torchrun --nproc_per_node=2`` (gloo, CPU) gives the store one process gives, concept
+relevances and their references included."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def test_two_ranks_equal_one_process(tmp_path: Path) -> None:
     ckpt = make_checkpoint(tmp_path)
     args = ["explain-dataset", "--model", str(ckpt), "--dataset", f"folder:{folder}",
             "--method", "lrp:epsilon-plus", "--method", "ig", "--ig-steps", "8",
+            "--concepts", "features.4", "--concepts", "classifier.2",
             "--shard-size", "7", "--batch-size", "3", "--workers", "1", "--quiet"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in each rank (OMP_NUM_THREADS=1)
@@ -37,8 +39,17 @@ def test_two_ranks_equal_one_process(tmp_path: Path) -> None:
     assert two.returncode == 0, two.stderr[-3000:]
     want, got = store_arrays(tmp_path / "one"), store_arrays(tmp_path / "two")
     assert got.keys() == want.keys()
+    assert "lrp-epsilon-plus.h5/concepts/features.4/relevance" in got
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    # so the references are the same too
+    from lumos.crp.analysis import analyse
+
+    refs = [analyse(tmp_path / run, "features.4", heatmaps=False, progress=False)
+            for run in ("one", "two")]
+    for mode in ("relevance", "activation"):
+        np.testing.assert_array_equal(refs[0].references[mode].index,
+                                      refs[1].references[mode].index)
     with open_store(tmp_path / "two") as store:
         m = store.manifest
         index = store.arrays("ig")["index"]

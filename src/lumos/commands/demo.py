@@ -63,5 +63,15 @@ def _clever_hans(args: argparse.Namespace, device: torch.device) -> int:
     local = result["localisation"]
     print(f"localisation on the {local['marked_digits']} marked digits (mask: the mark; "
           f"* best):\n{local['table']}\nmost relevance on the mark: {local['most_on_mark']}")
+    concept = result.get("concept")
+    if concept:
+        print(f"{concept['method']} concepts of {concept['layer']}: concept {concept['concept']} "
+              f"has the largest mean relevance on the marked digits "
+              f"({concept['mean_relevance_marked']:+.3f}, unmarked "
+              f"{concept['mean_relevance_unmarked']:+.3f}); {concept['marked_in_top']:.0%} of "
+              f"its top {len(concept['top'])} references by relevance carry the mark "
+              f"({concept['marked_in_top_share']:.0%} ranked by its share of each digit's "
+              f"relevance) "
+              f"(see `lumos serve {args.out / 'store'}`, concepts)")
     print(result["page"])
     return 0

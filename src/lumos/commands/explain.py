@@ -28,6 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class index to explain (default: each image's top-1 class)")
     parser.add_argument("--out", type=Path, default=Path("lumos-out/explain"),
                         help="output folder (default: lumos-out/explain)")
+    parser.add_argument("--concepts", default=None, metavar="LAYER",
+                        help="also a glocal explanation: each image's most relevant concepts "
+                             "(channels) of this layer (a module path such as features.28), "
+                             "each with its conditional heatmap (CRP), on the page")
+    parser.add_argument("--concept-top", type=int, default=6, metavar="T",
+                        help="concepts per image with --concepts (default: 6)")
+    parser.add_argument("--references", type=Path, default=None, metavar="STORE",
+                        help="with --concepts: a store analysed by `lumos concepts STORE "
+                             "--layer LAYER`, whose reference samples show each concept")
     parser.add_argument("--tolerance", type=float, default=0.02,
                         help="IG tolerance, relative: estimated map error and completeness gap "
                              "(default: 0.02)")
@@ -52,13 +61,33 @@ def run(args: argparse.Namespace) -> int:
     n_classes = len(clf.classes)
     if args.target is not None and not 0 <= args.target < n_classes:
         raise UserError(f"--target {args.target} is out of range for {n_classes} classes")
+    concepts = _concepts(args, chosen)
     page, lines = explain_images.explain(clf, x, [p.name for p in args.images], chosen,
-                                         args.out, args.target, _options(args), args.quiet)
+                                         args.out, args.target, _options(args), args.quiet,
+                                         concepts)
     if not args.quiet:
         for line in lines:
             print(line)
     print(page)
     return 0
+
+
+def _concepts(args: argparse.Namespace, chosen: list[Any]) -> dict[str, Any] | None:
+    """``--concepts`` settings for the page: the layer, the LRP method whose rules CRP uses
+    (the first ``lrp:`` method asked for, else ``lrp:epsilon-plus``), how many, the store."""
+    from lumos.errors import UserError
+
+    if args.concepts is None:
+        if args.references is not None:
+            raise UserError("--references needs --concepts LAYER")
+        return None
+    if args.concept_top < 1:
+        raise UserError(f"--concept-top must be >= 1, got {args.concept_top}")
+    if args.references is not None and not (args.references / "manifest.json").is_file():
+        raise UserError(f"--references {args.references} is not a lumos store")
+    method = next((m.key for m in chosen if m.key.startswith("lrp:")), "lrp:epsilon-plus")
+    return {"layer": args.concepts, "method": method, "top": args.concept_top,
+            "store": args.references}
 
 
 def _options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="IG gradient evaluations per sample at most (default: 256)")
     parser.add_argument("--ig-steps", type=int, default=None,
                         help="fixed IG steps (Gauss-Legendre) instead of adaptive")
+    parser.add_argument("--concepts", action="append", default=[], metavar="LAYER",
+                        help="also store each sample's concept relevances and activations of "
+                             "this layer (a module path such as features.28, layer3 or "
+                             "encoder.layers.encoder_layer_11; needs an lrp: method); repeat "
+                             "for several layers, then run `lumos concepts DIR --layer LAYER`")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh if --out holds a store made with other settings")
 
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                             dtype=args.dtype, batch_size=args.batch_size, device=args.device,
                             workers=args.workers, weights=args.weights, data_dir=args.data_dir,
                             download=args.download, ig=ig, overwrite=args.overwrite,
-                            progress=not args.quiet)
+                            progress=not args.quiet, concepts=args.concepts)
     import os
 
     if int(os.environ.get("RANK", 0)) != 0:

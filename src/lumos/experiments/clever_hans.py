@@ -60,6 +60,8 @@ class CleverHansSettings:
     methods: tuple[str, ...] = ("lrp:epsilon-plus", "ig")
     ig_tolerance: float = 0.02
     ig_max_steps: int = 128
+    concept_layer: str | None = "features.4"  # the last convolution; None: no concepts
+    concept_top: int = 16  # RelMax references per concept
 
 
 def marked_training_set(s: CleverHansSettings, seed: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -150,22 +152,27 @@ def explained_digits(s: CleverHansSettings, x_train: Tensor, y_train: Tensor,
             torch.cat([marked_train[mine], fresh[keep]]))
 
 
-def truth(folder: Path, class_name: str) -> np.ndarray:
-    """Which samples of class ``class_name`` in ``folder:DIR`` order carry the mark."""
+def truth(folder: Path, class_name: str | None) -> np.ndarray:
+    """Which samples of class ``class_name`` (None: of every class) in ``folder:DIR`` order
+    carry the mark."""
     from lumos.data.folder import scan
 
     classes, samples = scan(folder)
-    label = classes.index(class_name)
-    return np.array([p.stem.endswith("marked") for p, y in samples if y == label])
+    label = None if class_name is None else classes.index(class_name)
+    return np.array([p.stem.endswith("marked") for p, y in samples
+                     if label is None or y == label])
 
 
 def spray_folder(checkpoint: Path, folder: Path, store: Path, class_name: str,
                  marked: np.ndarray, methods: tuple[str, ...], ig: dict[str, Any],
-                 quiet: bool = False, device: str | torch.device | None = None
+                 quiet: bool = False, device: str | torch.device | None = None,
+                 concept_layer: str | None = None, concept_top: int = 16,
                  ) -> dict[str, Any]:
     """The pipeline: ``folder:DIR`` explained into a store, SpRAy on one class per method,
     the adjusted Rand index of each eigengap clustering against ``marked`` (which of the
-    class's images, in the folder's sorted order, carry the mark), a static page."""
+    class's images, in the folder's sorted order, carry the mark), a static page; with
+    ``concept_layer``, also the concept of that layer that carries the mark
+    (:func:`marked_concept`)."""
     from sklearn.metrics import adjusted_rand_score
 
     from lumos.analysis import analyse
@@ -173,7 +180,8 @@ def spray_folder(checkpoint: Path, folder: Path, store: Path, class_name: str,
     from lumos.store.pipeline import explain_dataset
 
     explain_dataset(str(checkpoint), f"folder:{folder}", list(methods), store, ig=ig,
-                    device=device, progress=not quiet, overwrite=True)
+                    device=device, progress=not quiet, overwrite=True,
+                    concepts=[concept_layer] if concept_layer else ())
     from lumos.store import open_store
 
     with open_store(store) as st:
@@ -193,8 +201,50 @@ def spray_folder(checkpoint: Path, folder: Path, store: Path, class_name: str,
             "border_fraction": {str(c): round(float(a.border_fraction[chosen == c].mean()), 3)
                                 for c in range(a.result.eigengap_k)}}
     page = write_page(store, store / "spray.html", list(methods))
-    return {"methods": found, "page": str(page), "samples": len(marked),
-            "marked": int(marked.sum())}
+    result = {"methods": found, "page": str(page), "samples": len(marked),
+              "marked": int(marked.sum())}
+    if concept_layer:
+        key = next(m for m in methods if m.startswith("lrp:"))
+        with open_store(store) as st:
+            got = st.arrays(key, ("index", "label"))
+        flags = np.zeros(int(got["index"].max()) + 1, dtype=bool)  # by dataset position
+        flags[np.sort(got["index"][got["label"] == label])] = marked
+        result["concept"] = marked_concept(store, key, concept_layer, flags, concept_top,
+                                           quiet, device)
+    return result
+
+
+def marked_concept(store: Path, key: str, layer: str, marked: np.ndarray, top: int,
+                   quiet: bool = True, device: str | torch.device | None = None
+                   ) -> dict[str, Any]:
+    """The concept of ``layer`` with the largest mean relevance on the marked samples
+    (``marked``: one flag per dataset position), and the share of marked samples among its
+    ``top`` RelMax references (``lumos concepts --normalize none`` run on the store).
+
+    The references are ranked by the concept's relevance itself, not by its share of each
+    sample's relevance (zennit-crp's default, ``marked_in_top_share`` for comparison): the
+    question is in which samples the decision leans most on the concept."""
+    from lumos.crp.analysis import analyse
+    from lumos.store import open_store
+
+    analysis = analyse(store, layer, method=key, top=top, normalize="none",
+                       sample_heatmaps=3, device=device or "cpu", progress=not quiet)
+    with open_store(store) as st:
+        relevance = st.concepts(key, layer)["relevance"]
+        on_rows = marked[st.arrays(key, ("index",))["index"]]
+    on_marked = relevance[on_rows].mean(0)
+    concept = int(on_marked.argmax())
+    refs = analysis.top(concept)
+    share = float(marked[refs].mean()) if refs else 0.0
+    normed = relevance[:, concept] / np.maximum(np.abs(relevance).sum(1), 1e-10)
+    by_share = on_rows[np.argsort(-normed, kind="stable")[:top]]
+    return {"method": key, "layer": layer, "concept": concept, "top": refs,
+            "marked_in_top": round(share, 4),
+            "marked_in_top_share": round(float(by_share.mean()), 4),
+            "mean_relevance_marked": round(float(on_marked[concept]), 5),
+            "mean_relevance_unmarked": round(float(relevance[~on_rows].mean(0)[concept]), 5),
+            "rank_on_unmarked": int((relevance[~on_rows].mean(0) > relevance[~on_rows].mean(0)[
+                concept]).sum())}
 
 
 def run_clever_hans(out: Path, s: CleverHansSettings | None = None, seed: int = 0,
@@ -216,7 +266,7 @@ def run_clever_hans(out: Path, s: CleverHansSettings | None = None, seed: int = 
     result = spray_folder(checkpoint, folder, out / "store", str(s.digit),
                           truth(folder, str(s.digit)), s.methods,
                           {"tolerance": s.ig_tolerance, "max_steps": s.ig_max_steps}, quiet,
-                          device)
+                          device, s.concept_layer, s.concept_top)
     result["localisation"] = mark_localisation(out / "store", device, quiet)
     result.update({"settings": _plain(asdict(s)), "seed": seed, "accuracy": accuracy,
                    "seconds": round(time.perf_counter() - begin, 1)})

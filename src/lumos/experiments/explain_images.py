@@ -57,8 +57,11 @@ def load_images(paths: Sequence[Path], clf: Classifier) -> Tensor:
 
 def explain(clf: Classifier, x: Tensor, names: Sequence[str], methods: Sequence[Method],
             out: Path, target: int | None, options: dict[str, dict[str, Any]],
-            quiet: bool) -> tuple[Path, list[str]]:
-    """Explain ``x`` with each method; write PNGs and ``out/explain.html``.
+            quiet: bool, concepts: dict[str, Any] | None = None) -> tuple[Path, list[str]]:
+    """Explain ``x`` with each method; write PNGs and ``out/explain.html``; with
+    ``concepts`` (``layer``, ``method``, ``top``, ``store``: see
+    :func:`lumos.experiments.glocal_page.concept_sections`) also each image's most relevant
+    concepts of the layer.
 
     Returns the page's path and one summary line per image.
     """
@@ -91,9 +94,15 @@ def explain(clf: Classifier, x: Tensor, names: Sequence[str], methods: Sequence[
         axioms: list[Any] = sections.axiom_figures(results, clf.name)
     except ImportError as err:  # the plots need matplotlib, an extra (lumos[plots])
         axioms = [rp.Note(f"The axiom plots are missing: {err}")]
+    extra: list[rp.Section] = []
+    if concepts is not None:
+        from lumos.experiments.glocal_page import concept_sections
+
+        extra, more = concept_sections(clf, x, names, tgt, **concepts)
+        lines += more
     page = rp.Report(title="lumos explain", subtitle=f"{len(x)} image(s) under {clf.name}",
                      sections=[rp.Section("Heatmaps", [*sections.skipped(results), gallery]),
-                               rp.Section("Axioms", axioms)])
+                               *extra, rp.Section("Axioms", axioms)])
     return rp.write(page, out / "explain.html"), lines
 
 

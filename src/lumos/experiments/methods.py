@@ -110,6 +110,15 @@ def _accepted(fn: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]
     return {k: v for k, v in options.items() if k in params}
 
 
+def composite(key: str, low: Tensor, high: Tensor, options: dict[str, Any] | None = None
+              ) -> Any:
+    """The LRP composite of method ``key`` (``lrp:COMPOSITE``) for inputs bounded by
+    ``low``/``high`` (the rules that need bounds take them; ``options`` go to the constructor
+    where it accepts them)."""
+    cls = _import("lumos.lrp.composites", COMPOSITES[key.split(":", 1)[1]][0])
+    return cls(**_accepted(cls, {"low": low, "high": high, **(options or {})}))
+
+
 def build(method: Method, model: nn.Module, domain: Domain,
           options: dict[str, Any] | None = None) -> ExplainFn:
     """The explain function of ``method`` for ``model``.
@@ -129,9 +138,8 @@ def build(method: Method, model: nn.Module, domain: Domain,
         kwargs = _accepted(ig.explain, {"baselines": domain.low, **opts})
         return lambda x, t: ig.explain(x, target=t, **kwargs)
     if method.kind == "lrp":
-        cls = _import("lumos.lrp.composites", COMPOSITES[method.key[4:]][0])
-        cargs = _accepted(cls, {"low": domain.low, "high": domain.high, **opts})
-        lrp = _import("lumos.lrp.engine", "LRP")(model, composite=cls(**cargs))
+        lrp = _import("lumos.lrp.engine", "LRP")(
+            model, composite=composite(method.key, domain.low, domain.high, opts))
         return lambda x, t: lrp.explain(x, target=t)
     cls = _import("lumos.attribution.gradient", BASELINES[method.key][0])
     attributor = cls(model, **_accepted(cls, opts))

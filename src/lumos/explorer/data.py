@@ -52,15 +52,31 @@ class StoreView:
                         for k in layout.method_keys(self.directory)}
         self.analysed = [k for k in self.methods
                          if layout.analysis_path(self.directory, k).is_file()]
-        if not self.analysed:
-            raise layout.StoreError(f"{directory} has no analysis-<method>.h5; run `lumos spray "
-                                    f"{directory} --method K` first")
+        from lumos.explorer.concepts import concept_files
+
+        self.concepts = list(concept_files(self.directory, list(self.methods)))
+        if not self.analysed and not self.concepts:
+            raise layout.StoreError(f"{directory} has no analysis-<method>.h5 and no "
+                                    f"concepts-<method>.h5; run `lumos spray {directory} "
+                                    f"--method K` or `lumos concepts {directory} --layer L` "
+                                    "first")
         self.names = class_names(self.directory) or []
         self._input = self.directory / "input.h5"
         self._input_rows = self._read_input_rows()
         self._rows = {k: {int(i): r for r, i in enumerate(m.index)}
                       for k, m in self.methods.items()}
         self._analysis = lru_cache(maxsize=8)(self._read_analysis)
+        self._concepts: Any = None
+
+    def concept_view(self) -> Any:
+        """The concept analyses of this store (:class:`lumos.explorer.concepts.ConceptView`),
+        read on first use."""
+        with self._lock:
+            if self._concepts is None:
+                from lumos.explorer.concepts import ConceptView
+
+                self._concepts = ConceptView(self)
+        return self._concepts
 
     def _read_input_rows(self) -> dict[int, int] | None:
         """``{sample index: row}`` of ``input.h5`` (None: rows are the sample indices)."""
@@ -86,7 +102,7 @@ class StoreView:
     def index(self) -> dict[str, Any]:
         """The page's table of contents: methods, their analysed classes, and the others."""
         return {"directory": self.directory.name, "has_input": self._input.is_file(),
-                "methods": list(self.methods),
+                "methods": list(self.methods), "concepts": self.concepts,
                 "analysed": {k: [{"key": g, "name": c["name"], "n": len(c["index"])}
                                  for g, c in self.analysis(k).items()] for k in self.analysed}}
 
@@ -149,9 +165,13 @@ class StoreView:
         return png_bytes(_thumb(heatmap(protos[k][cluster])))
 
     def _input_image(self, sample: int) -> Any:
-        import h5py
-
         from lumos.viz.image import to_image
+
+        return to_image(self._input_array(sample))
+
+    def _input_array(self, sample: int) -> np.ndarray:
+        """Sample ``sample``'s input ``(C, H, W)`` scaled into ``[0, 1]`` for the eye."""
+        import h5py
 
         if not self._input.is_file():
             raise NotFound("the store has no input.h5")
@@ -164,7 +184,7 @@ class StoreView:
         lo, hi = float(x.min()), float(x.max())
         if lo < 0.0 or hi > 1.0:  # normalised inputs: stretch to [0, 1] for the eye
             x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-        return to_image(x)
+        return x
 
 
 def _thumb(image: Any) -> Any:

@@ -10,6 +10,12 @@ Routes (GET only; anything else is 404, and so is any path segment that is empty
     /api/image/input/<sample>.png            an input
     /api/image/<heatmap|overlay>/<method>/<sample>.png
     /api/prototype/<method>/<class>/<k>/<cluster>.png   a cluster's mean heatmap
+    /concepts                                the concept view (assets/concepts.html)
+    /api/concepts                            methods and their analysed concept layers
+    /api/concepts/<method>/<layer>           a layer's concepts and their references
+    /api/concepts/<method>/<layer>/sample/<sample>        one sample's top concepts
+    /api/concepts/<method>/<layer>/<relmax|actmax>/<concept>/<k>/<input|heatmap>.png
+    /api/concepts/<method>/<layer>/sample/<sample>/<t>.png  its conditional heatmap
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 from lumos.explorer.data import NotFound, StoreView
 
 _JS = "text/javascript; charset=utf-8"
-ASSETS = {"app.js": _JS, "selftest.js": _JS,
+ASSETS = {"app.js": _JS, "selftest.js": _JS, "concepts.js": _JS, "concepts-check.js": _JS,
           "app.css": "text/css; charset=utf-8"}
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.:+-]+$")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -44,11 +50,14 @@ def asset(name: str) -> bytes:
 def route(view: StoreView, raw_path: str) -> tuple[bytes, str]:
     """``(body, content type)`` for a request path; raises :class:`NotFound`."""
     path = urlsplit(raw_path).path
-    if path == "/":
-        return asset("index.html"), "text/html; charset=utf-8"
+    if path == "/" or path == "/concepts":
+        page = "index.html" if path == "/" and view.analysed else "concepts.html"
+        return asset(page), "text/html; charset=utf-8"
     parts = [unquote(p) for p in path.split("/")[1:]]
     if any(not _SEGMENT.match(p) or p in (".", "..") for p in parts):
         raise NotFound(path)
+    if parts[:2] == ["api", "concepts"]:
+        return _concepts(view, parts[2:])
     match parts:
         case ["assets", name] if name in ASSETS:
             return asset(name), ASSETS[name]
@@ -64,6 +73,24 @@ def route(view: StoreView, raw_path: str) -> tuple[bytes, str]:
             return view.prototype(method, group, _number(k, ""), _number(name, ".png")), \
                 "image/png"
     raise NotFound(path)
+
+
+def _concepts(view: StoreView, parts: list[str]) -> tuple[bytes, str]:
+    concepts = view.concept_view()
+    match parts:
+        case []:
+            return _json(concepts.index())
+        case [method, layer]:
+            return _json(concepts.layer_payload(method, layer))
+        case [method, layer, "sample", sample]:
+            return _json(concepts.sample_payload(method, layer, _number(sample, "")))
+        case [method, layer, "sample", sample, name]:
+            return concepts.sample_image(method, layer, _number(sample, ""),
+                                         _number(name, ".png")), "image/png"
+        case [method, layer, mode, concept, k, name] if name.endswith(".png"):
+            return concepts.reference_image(method, layer, mode, _number(concept, ""),
+                                            _number(k, ""), name[:-4]), "image/png"
+    raise NotFound("/".join(parts))
 
 
 def _number(text: str, suffix: str) -> int:

@@ -33,12 +33,13 @@ from lumos.errors import UserError
 from lumos.explanation import Explanation
 from lumos.progress import Progress
 from lumos.store import layout, shards
+from lumos.store.concepts import Attributed, ConceptStatistics
 from lumos.store.shards import Range
 
 #: ``(x, target) -> Explanation``, or ``-> Tensor`` for an attribution-only method (LRP here,
 #: :class:`AttributeOnly`, whose own forward pass also gives the prediction): the store then
 #: adds ``f_target(x)`` from the model's output and the conservation gap.
-ExplainFn = Callable[[Tensor, Any], "Explanation | Tensor"]
+ExplainFn = Callable[[Tensor, Any], "Explanation | Tensor | Attributed"]
 _UNREADABLE = 2
 #: Key of the model's own forward pass (prediction and target) in a shard's timing.
 PREDICT = "(predict)"
@@ -153,8 +154,9 @@ def run_rank(work: Work, model: nn.Module, dataset: Any, explainers: dict[str, E
             rows = np.arange(current.at, current.at + len(x))
             _check_status(status, rows, work.describe)
             x = x.to(work.device, non_blocking=True)
+            extras: dict[str, dict[str, Tensor]] = {}
             current.add(x, y, rows, _explain_batch(model, x, y, work, explainers, n_classes,
-                                                   current.seconds), work.dtype)
+                                                   current.seconds, extras), work.dtype, extras)
             current.resized += int((status == _RESIZED).sum())
             bar.update(len(x))
             if current.at == current.rng[1]:
@@ -231,8 +233,11 @@ def _check_status(status: Tensor, rows: np.ndarray, describe: Callable[[int], st
 
 def _explain_batch(model: nn.Module, x: Tensor, y: Tensor, work: Work,
                    explainers: dict[str, ExplainFn], n_classes: int,
-                   seconds: dict[str, float]) -> tuple[Tensor, dict[str, Explanation]]:
-    raw: dict[str, Explanation | Tensor] = {}
+                   seconds: dict[str, float], extras: dict[str, dict[str, Tensor]] | None = None,
+                   ) -> tuple[Tensor, dict[str, Explanation]]:
+    """Logits and each method's explanation of one batch; ``extras`` (when given) receives
+    the further per-sample arrays of methods that have some (concept statistics)."""
+    raw: dict[str, Explanation | Tensor | Attributed] = {}
     first = next((k for k, fn in explainers.items() if isinstance(fn, AttributeOnly)), None)
     if first is not None:  # LRP's own forward pass gives the prediction: no extra forward
         pick = Pick(work.target, y, n_classes)
@@ -248,20 +253,24 @@ def _explain_batch(model: nn.Module, x: Tensor, y: Tensor, work: Work,
         if key not in raw:
             raw[key] = _timed(key, fn, x, target, seconds)
     score = logits.gather(1, target[:, None])[:, 0]
+    if extras is not None:
+        extras.update({key: r.extra for key, r in raw.items() if isinstance(r, Attributed)})
     return logits, {key: _completed(key, raw[key], score, target) for key in explainers}
 
 
-def _completed(key: str, result: Explanation | Tensor, score: Tensor,
+def _completed(key: str, result: Explanation | Tensor | Attributed, score: Tensor,
                target: Tensor) -> Explanation:
     """An attribution-only result with the target's score and the conservation gap added."""
     if isinstance(result, Explanation):
         return result
+    if isinstance(result, Attributed):
+        result = result.attribution
     return Explanation(attribution=result, output=score, method=key, target=target,
                        delta=result.flatten(1).sum(1) - score)
 
 
 def _timed(key: str, fn: ExplainFn, x: Tensor, target: Tensor | Pick,
-           seconds: dict[str, float]) -> Explanation | Tensor:
+           seconds: dict[str, float]) -> Explanation | Tensor | Attributed:
     begin = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # per-sample convergence is stored, not warned
@@ -310,25 +319,26 @@ class Pick:
 
 class AttributeOnly:
     """``lumos.LRP(model, composite).attribute`` for ``lrp:COMPOSITE`` (no per-layer report);
-    the target may be a :class:`Pick`."""
+    the target may be a :class:`Pick`. With ``concepts`` (layer names) it returns an
+    :class:`~lumos.store.concepts.Attributed`: the heatmap and those layers' concept
+    statistics from the same pass."""
 
-    def __init__(self, key: str, model: nn.Module, low: Tensor, high: Tensor) -> None:
-        import inspect
-
-        from lumos.experiments.methods import COMPOSITES
-        from lumos.lrp import composites
+    def __init__(self, key: str, model: nn.Module, low: Tensor, high: Tensor,
+                 concepts: Sequence[str] = ()) -> None:
+        from lumos.experiments.methods import composite as make
         from lumos.lrp.engine import LRP
 
-        cls = getattr(composites, COMPOSITES[key.split(":", 1)[1]][0])
-        accepted = inspect.signature(cls).parameters
-        self.lrp = LRP(model, composite=cls(**{k: v for k, v in (("low", low), ("high", high))
-                                               if k in accepted}))
+        composite = make(key, low, high)
+        self.lrp = LRP(model, composite=composite)
+        self.concepts = ConceptStatistics(model, composite, concepts) if concepts else None
 
-    def __call__(self, x: Tensor, target: Tensor | Pick) -> Tensor:
+    def __call__(self, x: Tensor, target: Tensor | Pick) -> Tensor | Attributed:
+        if self.concepts is not None:
+            return self.concepts(x, target)
         return self.lrp.attribute(x, target=target)
 
 
-def _fitted(fn: ExplainFn, x: Tensor, t: Tensor | Pick) -> Explanation | Tensor:
+def _fitted(fn: ExplainFn, x: Tensor, t: Tensor | Pick) -> Explanation | Tensor | Attributed:
     """``fn(x, t)``, halving the batch on a CUDA out-of-memory error until it fits."""
     try:
         return fn(x, t)
@@ -344,6 +354,8 @@ def _fitted(fn: ExplainFn, x: Tensor, t: Tensor | Pick) -> Explanation | Tensor:
             t.join(picks)
         if isinstance(parts[0], Tensor):
             return torch.cat(parts)  # type: ignore[arg-type]
+        if isinstance(parts[0], Attributed):
+            return Attributed.cat(parts)  # type: ignore[arg-type]
         return _concat(parts)  # type: ignore[arg-type]
 
 
@@ -369,8 +381,12 @@ class _Shard:
         self.parts.setdefault(name, []).append(array)
 
     def add(self, x: Tensor, y: Tensor, rows: np.ndarray,
-            result: tuple[Tensor, dict[str, Explanation]], dtype: np.dtype) -> None:
+            result: tuple[Tensor, dict[str, Explanation]], dtype: np.dtype,
+            extras: dict[str, dict[str, Tensor]] | None = None) -> None:
         logits, exps = result
+        for key, arrays in (extras or {}).items():
+            for name, value in arrays.items():
+                self._put(f"{key}/{name}", value.float())
         self._put("input/data", x.float())
         self._put("label", y.numpy().astype(np.uint32))
         self._put("index", rows.astype(np.uint32))

@@ -177,7 +177,7 @@ class Assembly:
         for rows in todo:
             if rows not in self.filled:
                 with h5py.File(shard_of(rows), "r") as f:
-                    self.add(rows, {g: {k: v[()] for k, v in f[g].items()} for g in self.attrs})
+                    self.add(rows, {g: datasets(f[g]) for g in self.attrs})
         written = []
         for group, attrs in self.attrs.items():
             f = self._files.pop(group)
@@ -198,6 +198,19 @@ class Assembly:
             finally:
                 self._temp(group).unlink(missing_ok=True)
         self._files.clear()
+
+
+def datasets(group: Any) -> dict[str, np.ndarray]:
+    """Every dataset under an h5py group, read, by its path relative to the group (nested
+    groups such as ``concepts/<layer>/relevance`` included)."""
+    out: dict[str, np.ndarray] = {}
+
+    def visit(name: str, item: Any) -> None:
+        if hasattr(item, "shape"):  # a dataset, not a group
+            out[name] = item[()]
+
+    group.visititems(visit)
+    return out
 
 
 def remove_partials(folder: Path) -> int:

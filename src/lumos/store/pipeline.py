@@ -40,7 +40,8 @@ def explain_dataset(model: str | nn.Module, dataset: str, methods: Sequence[str]
                     ig: dict[str, Any] | None = None, overwrite: bool = False,
                     progress: bool = True,
                     normalization: tuple[list[float], list[float]] | None = None,
-                    input_size: int | None = None, classes: list[str] | None = None) -> Store:
+                    input_size: int | None = None, classes: list[str] | None = None,
+                    concepts: Sequence[str] = ()) -> Store:
     """Explain every sample of ``dataset`` under ``model`` with each of ``methods``, into ``out``.
 
     Parameters
@@ -67,6 +68,10 @@ def explain_dataset(model: str | nn.Module, dataset: str, methods: Sequence[str]
         Options of IG's ``explain`` (default ``{"tolerance": 0.01, "max_steps": 256}``).
     overwrite:
         Start afresh when ``out`` holds a store made with other settings (else: refuse).
+    concepts:
+        Concept layers (module paths, e.g. ``features.28``): every ``lrp:`` method also
+        stores each sample's concept relevances and activations of these layers
+        (:mod:`lumos.store.concepts`), from the same pass as its heatmap.
 
     Returns
     -------
@@ -93,7 +98,8 @@ def explain_dataset(model: str | nn.Module, dataset: str, methods: Sequence[str]
             loaded = wrap_module(model, normalization, input_size, classes)
         return _run(world, loaded, model if isinstance(model, str) else None, dataset,
                     list(methods), Path(out), split, limit, target, shard_size, dtype,
-                    batch_size, workers, weights, data_dir, download, ig, overwrite, progress)
+                    batch_size, workers, weights, data_dir, download, ig, overwrite, progress,
+                    list(concepts))
     finally:
         distributed.teardown(world)
 
@@ -103,7 +109,7 @@ def _run(world: distributed.World, loaded: tuple[Any, dict[str, Any]], model_spe
          folder: Path, split: str | None, limit: int | None, target: str | int,
          shard_size: int, dtype: str, batch_size: int, workers: int | None,
          weights: Any, data_dir: Any, download: bool, ig: dict[str, Any] | None,
-         overwrite: bool, progress: bool) -> Store:
+         overwrite: bool, progress: bool, concepts: list[str]) -> Store:
     from lumos.experiments import methods as mt
 
     try:
@@ -117,6 +123,7 @@ def _run(world: distributed.World, loaded: tuple[Any, dict[str, Any]], model_spe
     n = min(len(source), limit or len(source))
     target = _check_target(target, len(clf.classes))
     options = {m.key: _options(m.kind, ig) for m in parsed}
+    channels = _concept_layers(concepts, parsed, clf, source)
     settings = {"format": "lumos-store", "model": {**model_fp, "mean": clf.mean,
                                                    "std": clf.std, "input_size": clf.size},
                 "dataset": {"spec": "folder" if data_spec.startswith("folder:") else data_spec,
@@ -125,7 +132,8 @@ def _run(world: distributed.World, loaded: tuple[Any, dict[str, Any]], model_spe
                 "data_fingerprint": keyed.settings_hash(source.fingerprint), "n": n,
                 "target": target,
                 "dtype": dtype, "batch_size": batch_size, "shard_size": shard_size,
-                "methods": options, "lumos_version": _version()}
+                "methods": options, "lumos_version": _version(),
+                **({"concepts": channels} if channels else {})}
     digest = keyed.settings_hash(settings)
     todo = shards.ranges(n, shard_size)
     message: str | None = None
@@ -145,7 +153,7 @@ def _run(world: distributed.World, loaded: tuple[Any, dict[str, Any]], model_spe
     try:
         if pending:
             _compute(world, folder, clf, source, parsed, options, pending, batch_size, target,
-                     dtype, digest, workers, progress, stems, assembly)
+                     dtype, digest, workers, progress, stems, assembly, list(channels))
         distributed.barrier(world)
         if assembly is not None:
             _finish(folder, settings, digest, todo, stems, assembly)
@@ -157,6 +165,22 @@ def _run(world: distributed.World, loaded: tuple[Any, dict[str, Any]], model_spe
     store = open_store(folder)
     store.computed = len(pending)
     return store
+
+
+def _concept_layers(concepts: list[str], parsed: list[Any], clf: Any,
+                    source: DataSource) -> dict[str, int]:
+    """``{layer: channels}`` of the ``--concepts`` layers, checked on the first sample."""
+    if not concepts:
+        return {}
+    if not any(m.kind == "lrp" for m in parsed):
+        raise UserError("--concepts needs an LRP method (--method lrp:COMPOSITE): concept "
+                        "relevances are read from its backward pass")
+    if len(source) == 0:
+        raise UserError("the dataset is empty")
+    from lumos.store.concepts import check_layers
+
+    example = source.dataset[0][0][None]
+    return check_layers(clf.model, example, concepts)
 
 
 def _absolute(path: Any) -> str | None:
@@ -231,6 +255,8 @@ def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     if old.get("complete") and isinstance(methods, dict):
         old = {**old, "methods": {k: v.get("options") for k, v in methods.items()}}
     changed = [k for k in new if k != "data_fingerprint" and old.get(k) != new[k]]
+    if old.get("concepts") != new.get("concepts") and "concepts" not in changed:
+        changed.append("concepts")
     if not changed and old.get("data_fingerprint") != new.get("data_fingerprint"):
         changed = ["dataset files"]
     return "different " + ", ".join(changed) if changed else "another lumos version"
@@ -248,14 +274,15 @@ def _compute(world: distributed.World, folder: Path, clf: Any, source: DataSourc
              parsed: list[Any], options: dict[str, Any], pending: list[shards.Range],
              batch_size: int, target: str | int, dtype: str, digest: str,
              workers: int | None, progress: bool, stems: dict[str, str],
-             assembly: layout.Assembly | None) -> None:
+             assembly: layout.Assembly | None, concepts: list[str]) -> None:
     from lumos.experiments import methods as mt
 
     run = len((read_manifest(folder) or {}).get("runs", [])) or 1
     model = clf.model.to(world.device)
     domain = mt.Domain(clf.domain.low.to(world.device), clf.domain.high.to(world.device))
     explainers: dict[str, ExplainFn] = {
-        m.key: AttributeOnly(m.key, model, domain.low, domain.high) if m.kind == "lrp"
+        m.key: AttributeOnly(m.key, model, domain.low, domain.high, concepts)
+        if m.kind == "lrp"
         else mt.build(m, model, domain, options[m.key]) for m in parsed}
     cpus = max(1, (os.cpu_count() or 1) // world.size)  # this rank's share of the cores
     if workers is None:
@@ -305,7 +332,9 @@ def _finish(folder: Path, settings: dict[str, Any], digest: str, todo: list[shar
         **manifest, **settings, keyed.HASH_KEY: digest, "complete": True,
         "shards_done": len(todo), "shards": records,
         "methods": {k: {"file": f"{stems[k]}.h5", "options": settings["methods"][k],
-                        "seconds": round(seconds[k], 3)} for k in stems},
+                        "seconds": round(seconds[k], 3),
+                        **({"concepts": settings["concepts"]} if "concepts" in settings
+                           and k.startswith("lrp:") else {})} for k in stems},
         "predict_seconds": round(sum(r["seconds"].get(PREDICT, 0.0) for r in records), 3),
         "images_resized": sum(r["images_resized"] for r in records),
         "last_run_seconds": round(elapsed, 3),

@@ -68,17 +68,38 @@ class Store:
 
     def arrays(self, key: str | None = None, fields: tuple[str, ...] | None = None,
                ) -> dict[str, np.ndarray]:
-        """Method ``key``'s datasets (or ``input.h5``'s) read into numpy arrays, by name."""
+        """Method ``key``'s datasets (or ``input.h5``'s) read into numpy arrays, by name (not
+        the groups below, such as ``concepts``: see :meth:`concepts`)."""
         import h5py
 
         path = self.folder / f"{layout.INPUT}.h5" if key is None else self.path(key)
         with h5py.File(path, "r") as f:
-            names = fields or tuple(f.keys())
+            names = fields or tuple(k for k in f if hasattr(f[k], "shape"))
             missing = [n for n in names if n not in f]
             if missing:
                 raise StoreError(f"{path} has no dataset {missing[0]!r}; it has "
                                  f"{', '.join(f.keys())}")
             return {n: f[n][()] for n in names}
+
+    def concept_layers(self, key: str) -> dict[str, int]:
+        """``{layer: channels}`` of the concept layers method ``key`` stored (``--concepts``)."""
+        self.path(key)
+        return dict(self.manifest["methods"][key].get("concepts") or {})
+
+    def concepts(self, key: str, layer: str) -> dict[str, np.ndarray]:
+        """Method ``key``'s concept statistics of ``layer``: ``relevance``, ``relevance_max``,
+        ``activation``, ``activation_max``, each ``(N, channels)`` (see
+        :mod:`lumos.store.concepts`)."""
+        import h5py
+
+        layers = self.concept_layers(key)
+        if layer not in layers:
+            have = ", ".join(layers) or "none (run explain-dataset with --concepts LAYER)"
+            raise StoreError(f"method {key!r} of {self.folder} has no concepts of layer "
+                             f"{layer!r}; it has: {have}")
+        with h5py.File(self.path(key), "r") as f:
+            group = f[f"concepts/{layer}"]
+            return {name: group[name][()] for name in group}
 
     def close(self) -> None:
         """Close every h5py handle this store opened."""

@@ -59,6 +59,7 @@
     source.index().then(function (index) {
       state.index = index;
       $("where").textContent = index.directory;
+      $("to-concepts").hidden = STATIC !== null || !(index.concepts || []).length;
       fill($("method"), index.methods.filter(function (m) { return index.analysed[m]; })
         .map(function (m) { return [m, m]; }));
       var wanted = /(?:^#|&)method=([^&]+)/.exec(location.hash);  /* e.g. #method=ig */

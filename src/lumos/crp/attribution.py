@@ -1,0 +1,443 @@
+"""Concept Relevance Propagation: heatmaps conditioned on concepts, and concept relevances.
+
+``CRP(model, composite)`` runs LRP (the same prepared model, rules and start relevance as
+:class:`lumos.LRP`) with the backward pass split at the concept layers: from the output to the
+highest layer of a condition, where every channel outside the condition's concept is set to
+zero, then on to the next condition layer, and finally to the input. Relevance that bypasses a
+condition layer (a residual shortcut around it) is left out, so a conditional heatmap holds
+only the relevance that flows through all of the condition's concepts.
+
+Many conditions are computed in one batched pass: every sample is repeated once per condition
+and each row gets its own channel mask (at most ``batch_size`` rows per pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from lumos.attribution.checks import check_input
+from lumos.attribution.targets import Target, TargetLike
+from lumos.crp import conditions as cond
+from lumos.crp import seam
+from lumos.crp.results import ConceptHeatmaps
+from lumos.lrp import composites as comp
+
+#: Memory a pass may use by default (bytes), for the default ``batch_size``.
+MEMORY_BUDGET = 2 * 2**30
+#: Statistics of a concept layer :meth:`CRP.statistics` returns, each ``(N, channels)``.
+STATISTICS = ("relevance", "relevance_max", "activation", "activation_max")
+
+
+def default_rows(x: Tensor) -> int:
+    """Rows per pass when the caller gives no ``batch_size``: about :data:`MEMORY_BUDGET`
+    for a model whose activations and LRP state take some 400 times the input's size."""
+    per_row = max(1, x[0].numel() * x.element_size() * 400)
+    return max(1, min(256, MEMORY_BUDGET // per_row))
+
+
+@dataclass
+class _Plan:
+    """One group of conditions over the same layers: their order and per-row masks."""
+
+    layers: list[seam.Layer]          # condition layers, output side first
+    conditions: list[cond.Condition]
+    index: list[int]                  # position of each condition in the caller's list
+
+
+class CRP:
+    """Concept Relevance Propagation (Achtibat et al., 2023) on lumos's LRP engine.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model :class:`lumos.LRP` explains (CNNs, ViTs); it is never modified.
+    composite : Composite, optional
+        Which LRP rule where (default ``EpsilonPlus()``; ``CPLRP()`` or ``AttnLRP()`` for
+        transformers).
+    channel_dims : dict, optional
+        Which dimension of a layer's output holds its concepts, by layer name, where the
+        default guess is wrong: channels first (dimension 1) behind convolutions and pooling,
+        last behind linear layers and LayerNorm (a transformer's token stream).
+
+    Examples
+    --------
+    >>> crp = CRP(model, composite=composites.EpsilonPlus())
+    >>> h = crp.attribute(x, target=t, layer="features.28", concepts=[3, 17])  # (N, 2, C, H, W)
+    >>> r = crp.concept_relevance(x, target=t, layers=["features.28"])      # {layer: (N, 512)}
+    """
+
+    def __init__(self, model: nn.Module, composite: comp.Composite | None = None,
+                 channel_dims: dict[str, int] | None = None) -> None:
+        from lumos.lrp.engine import LRP
+
+        self.lrp = LRP(model, composite)
+        self.model = model
+        self.composite = self.lrp.composite
+        self.channel_dims = dict(channel_dims or {})
+        #: layer shapes by input size (:meth:`shapes`)
+        self._shapes: dict[tuple[object, ...], dict[str, tuple[int, ...]]] = {}
+
+    # ---- layers --------------------------------------------------------------------------
+    def layers(self, example: Tensor) -> list[str]:
+        """Module paths that can be concept layers for inputs like ``example``, input first."""
+        return seam.layer_names(seam.program(self.lrp, check_input(example)))
+
+    def layer(self, name: str, example: Tensor) -> seam.Layer:
+        """Where concept layer ``name`` is read for inputs like ``example``."""
+        prog = seam.program(self.lrp, check_input(example))
+        return seam.layers(prog, [name], self.channel_dims)[name]
+
+    def channels(self, name: str, example: Tensor) -> int:
+        """How many concepts (channels) layer ``name`` has for inputs like ``example``."""
+        return self.shapes([name], example)[name][0]
+
+    def shapes(self, names: Sequence[str], example: Tensor) -> dict[str, tuple[int, ...]]:
+        """Per layer: ``(channels, *positions)``, the output shape without the batch, with
+        the concept dimension first."""
+        x = check_input(example)[:1]
+        key = (tuple(x.shape[1:]), x.dtype, x.device)
+        known = self._shapes.setdefault(key, {})
+        missing = [name for name in dict.fromkeys(names) if name not in known]
+        if missing:  # one forward pass of one sample, once per input size
+            wanted = self._layers(missing, x)
+            with torch.no_grad():
+                p = seam.forward(self.lrp, x, wanted)
+            for name, layer in wanted.items():
+                t = p.tensors[name]
+                dim = layer.channel_dim % t.dim()
+                rest = [s for i, s in enumerate(t.shape) if i not in (0, dim)]
+                known[name] = (int(t.shape[dim]), *rest)
+        return {name: known[name] for name in names}
+
+    def _layers(self, names: Iterable[str], x: Tensor) -> dict[str, seam.Layer]:
+        prog = seam.program(self.lrp, x)
+        return seam.layers(prog, list(dict.fromkeys(names)), self.channel_dims)
+
+    # ---- conditional heatmaps ------------------------------------------------------------
+    def attribute(self, inputs: Tensor, target: TargetLike = None, layer: str | None = None,
+                  concepts: Iterable[cond.ConceptLike] | None = None,
+                  conditions: Sequence[cond.ConditionLike] | None = None,
+                  batch_size: int | None = None) -> Tensor:
+        """Conditional heatmaps, ``(N, K, *inputs.shape[1:])`` for ``K`` concepts/conditions.
+
+        Parameters
+        ----------
+        inputs : Tensor
+            A batch ``(N, ...)``.
+        target : int, sequence, LongTensor, callable or None
+            What to explain, as for :meth:`lumos.LRP.attribute`.
+        layer, concepts :
+            Concepts of one layer: ``layer="features.28", concepts=[3, 17, [4, 5]]`` (a list
+            is one concept of several channels); ``concepts`` left out: every channel.
+        conditions :
+            Or a list of conditions, each naming a concept in one or more layers
+            (``[{"features.28": 3, "features.21": 7}]``): only the relevance that flows
+            through all of them.
+        batch_size : int, optional
+            Rows (sample × condition) per forward/backward pass; default from the input size.
+        """
+        x = check_input(inputs)
+        canon = self._conditions(x, layer, concepts, conditions)
+        n, k = len(x), len(canon)
+        result = x.new_zeros((n, k, *x.shape[1:]))
+        tgt = Target(target, n)
+        for plan in self._plans(canon, x):
+            got = self._run_plan(x, tgt, plan, [], batch_size, heatmap=True)
+            result[:, plan.index] = got["heatmap"]
+        return result
+
+    def explain(self, inputs: Tensor, target: TargetLike = None, layer: str | None = None,
+                concepts: Iterable[cond.ConceptLike] | None = None,
+                conditions: Sequence[cond.ConditionLike] | None = None,
+                batch_size: int | None = None) -> ConceptHeatmaps:
+        """:meth:`attribute`'s heatmaps with, per condition, the relevance that flows
+        through its concept and where in the concept's layer it does (see
+        :class:`~lumos.crp.results.ConceptHeatmaps`)."""
+        x = check_input(inputs)
+        canon = self._conditions(x, layer, concepts, conditions)
+        n, k = len(x), len(canon)
+        tgt = Target(target, n)
+        heat = x.new_zeros((n, k, *x.shape[1:]))
+        total = x.new_zeros((n, k))
+        positions: list[Tensor | None] = [None] * k
+        for plan in self._plans(canon, x):
+            got = self._run_plan(x, tgt, plan, [], batch_size, heatmap=True)
+            heat[:, plan.index] = got["heatmap"]
+            total[:, plan.index] = got["relevance"]
+            for j, i in enumerate(plan.index):
+                positions[i] = got["positions"][:, j]
+        return ConceptHeatmaps(heatmaps=heat, relevance=total,
+                               positions=[p for p in positions if p is not None],
+                               conditions=canon, layers=[self._top(c, x) for c in canon])
+
+    def explain_each(self, inputs: Tensor, target: TargetLike,
+                     conditions: Sequence[cond.ConditionLike], batch_size: int | None = None,
+                     ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Sample ``i`` under condition ``i`` only (``len(conditions) == N``): heatmaps
+        ``(N, *input)``, the relevance through each condition's concept ``(N,)`` and, per
+        sample, that relevance per position of the condition's highest layer."""
+        x = check_input(inputs)
+        canon = self._conditions(x, None, None, conditions)
+        if len(canon) != len(x):
+            raise ValueError(f"explain_each needs one condition per sample: {len(x)} samples, "
+                             f"{len(canon)} conditions")
+        tgt = Target(target, len(x))
+        heat, total = torch.zeros_like(x), x.new_zeros(len(x))
+        positions: list[Tensor | None] = [None] * len(x)
+        rows = batch_size or default_rows(x)
+        for plan in self._plans(canon, x):
+            index = torch.tensor(plan.index)
+            for lo in range(0, len(index), rows):
+                idx = index[lo:lo + rows]
+                got = self._conditional_rows(x[idx], tgt.subset(idx), plan,
+                                             [canon[int(i)] for i in idx], {}, heatmap=True)
+                heat[idx], total[idx] = got["heatmap"], got["relevance"]
+                for j, i in enumerate(idx.tolist()):
+                    positions[i] = got["positions"][j]
+        return heat, total, [p for p in positions if p is not None]
+
+    def _top(self, condition: cond.Condition, x: Tensor) -> str:
+        wanted = self._layers(condition, x)
+        return max(wanted.values(), key=lambda lay: lay.position).name
+
+    def concept_relevance(self, inputs: Tensor, target: TargetLike = None,
+                          layers: Sequence[str] | str = (),
+                          conditions: Sequence[cond.ConditionLike] | None = None,
+                          batch_size: int | None = None) -> dict[str, Tensor]:
+        """Relevance of every concept of each layer: ``{layer: (N, channels)}``.
+
+        A concept's relevance is the sum of the layer's relevance over the concept's
+        positions (the spatial positions of a convolution's channel, the tokens of a
+        transformer feature). With ``conditions``, ``{layer: (N, K, channels)}``: the
+        relevance as the backward pass conditioned on each of the ``K`` conditions carries
+        it to that layer (how a concept above splits into the concepts of a layer below).
+        """
+        names = [layers] if isinstance(layers, str) else list(layers)
+        if not names:
+            raise ValueError("name at least one layer: layers=['features.28', ...]")
+        x = check_input(inputs)
+        tgt = Target(target, len(x))
+        if conditions is None:
+            stats = self.statistics(x, tgt, names, batch_size, which=("relevance",))
+            return {name: s["relevance"] for name, s in stats.items()}
+        canon = self._conditions(x, None, None, conditions)
+        out: dict[str, Tensor] = {}
+        for plan in self._plans(canon, x):
+            got = self._run_plan(x, tgt, plan, names, batch_size, heatmap=False)
+            for name in names:
+                values = got[f"layer:{name}"]
+                if name not in out:
+                    out[name] = values.new_zeros((len(x), len(canon), values.shape[-1]))
+                out[name][:, plan.index] = values
+        return out
+
+    # ---- per-layer statistics (the store) -----------------------------------------------
+    def statistics(self, inputs: Tensor, target: TargetLike | Target, layers: Sequence[str],
+                   batch_size: int | None = None,
+                   which: Sequence[str] = STATISTICS, heatmap: bool = False,
+                   ) -> dict[str, dict[str, Tensor]]:
+        """Per layer and sample: concept relevance (sum over positions), its largest value
+        at one position, and the activation's sum and maximum over positions; with
+        ``heatmap``, also the unconditional LRP heatmap (key ``""``, ``{"heatmap": ...}``)
+        from the same backward pass. Every entry ``(N, channels)``."""
+        x = check_input(inputs)
+        tgt = target if isinstance(target, Target) else Target(target, len(x))
+        wanted = self._layers(layers, x)
+        rows = batch_size or default_rows(x)
+        parts: list[dict[str, dict[str, Tensor]]] = []
+        for lo in range(0, len(x), rows):
+            idx = torch.arange(lo, min(lo + rows, len(x)))
+            parts.append(self._statistics_rows(x[idx], tgt.subset(idx), wanted, which, heatmap))
+        return {name: {k: torch.cat([p[name][k] for p in parts]) for k in parts[0][name]}
+                for name in parts[0]}
+
+    def _statistics_rows(self, x: Tensor, tgt: Target, wanted: dict[str, seam.Layer],
+                         which: Sequence[str], heatmap: bool) -> dict[str, dict[str, Tensor]]:
+        with torch.enable_grad():
+            p = seam.forward(self.lrp, x, wanted)
+            seed = p.seed(seam.start_relevance(p.output, tgt.score(p.output)))
+            names = list(wanted)
+            inputs = [p.tensors[n] for n in names] + ([p.leaf] if heatmap else [])
+            grads = torch.autograd.grad(p.output, inputs, seed, allow_unused=True,
+                                        retain_graph=heatmap)
+            out: dict[str, dict[str, Tensor]] = {}
+            for name, grad in zip(names, grads, strict=False):
+                t = p.tensors[name]
+                g = grad if grad is not None else torch.zeros_like(t)
+                act = p.activation(name) if any(w.startswith("activation") for w in which) \
+                    else t.detach()
+                out[name] = _layer_stats(p.relevance(name, g), act, wanted[name].channel_dim,
+                                         which)
+            if heatmap:
+                out[""] = {"heatmap": p.input_relevance(grads[-1])}
+        return out
+
+    # ---- machinery -----------------------------------------------------------------------
+    def _conditions(self, x: Tensor, layer: str | None,
+                    concepts: Iterable[cond.ConceptLike] | None,
+                    conditions: Sequence[cond.ConditionLike] | None) -> list[cond.Condition]:
+        canon = cond.from_arguments(layer, concepts, conditions)
+        names = [canon] if isinstance(canon, str) else sorted({n for c in canon for n in c})
+        counts = {name: shape[0] for name, shape in self.shapes(names, x).items()}
+        if isinstance(canon, str):
+            return cond.every_channel(canon, counts[canon])
+        cond.check_range(canon, counts)
+        return canon
+
+    def _plans(self, canon: list[cond.Condition], x: Tensor) -> list[_Plan]:
+        wanted = self._layers(sorted({n for c in canon for n in c}), x)
+        groups: dict[tuple[str, ...], _Plan] = {}
+        for i, c in enumerate(canon):
+            key = tuple(sorted(c))
+            if key not in groups:
+                order = sorted((wanted[n] for n in key), key=lambda lay: -lay.position)
+                positions = [lay.position for lay in order]
+                if len(set(positions)) != len(positions):
+                    raise ValueError(f"conditions[{i}] names layers that are read at the same "
+                                     f"place of the model ({', '.join(key)})")
+                groups[key] = _Plan(order, [], [])
+            groups[key].conditions.append(c)
+            groups[key].index.append(i)
+        return list(groups.values())
+
+    def _run_plan(self, x: Tensor, tgt: Target, plan: _Plan, record: list[str],
+                  batch_size: int | None, heatmap: bool) -> dict[str, Tensor]:
+        """What :meth:`_conditional_rows` gives, each ``(N, K, ...)``, for one plan; rows
+        ordered condition-major in batches of ``batch_size``."""
+        n, k = len(x), len(plan.conditions)
+        rows = batch_size or default_rows(x)
+        record_layers = self._layers(record, x) if record else {}
+        out: dict[str, Tensor] = {}
+        for lo in range(0, k * n, rows):
+            r = torch.arange(lo, min(lo + rows, k * n))
+            got = self._conditional_rows(x[r % n], tgt.subset(r % n), plan,
+                                         [plan.conditions[i] for i in (r // n)],
+                                         record_layers, heatmap)
+            for key, values in got.items():
+                if key not in out:
+                    out[key] = values.new_zeros((k * n, *values.shape[1:]))
+                out[key][r] = values
+        return {key: v.reshape(k, n, *v.shape[1:]).transpose(0, 1) for key, v in out.items()}
+
+    def _forward(self, x: Tensor, tgt: Target, plan: _Plan, record: dict[str, seam.Layer]
+                 ) -> tuple[seam.Pass, Tensor]:
+        """The forward pass of rows ``x`` keeping the plan's and ``record``'s layers, and
+        the gradient that starts the backward pass."""
+        wanted = {**{lay.name: lay for lay in plan.layers}, **record}
+        with torch.enable_grad():
+            p = seam.forward(self.lrp, x, wanted)
+            return p, p.seed(seam.start_relevance(p.output, tgt.score(p.output)))
+
+    def _conditional_rows(self, x: Tensor, tgt: Target, plan: _Plan,
+                          conditions: Sequence[cond.Condition | None],
+                          record: dict[str, seam.Layer], heatmap: bool) -> dict[str, Tensor]:
+        """One conditioned pass over rows ``x`` (see :meth:`_backward`)."""
+        return self._backward(*self._forward(x, tgt, plan, record), plan, conditions, record,
+                              heatmap)
+
+    def _backward(self, p: seam.Pass, seed: Tensor, plan: _Plan,
+                  conditions: Sequence[cond.Condition | None], record: dict[str, seam.Layer],
+                  heatmap: bool) -> dict[str, Tensor]:
+        """The backward pass of ``p``, row ``i`` conditioned on ``conditions[i]`` (None: no
+        relevance): ``heatmap`` (input relevance), ``positions`` (relevance of the
+        condition's top layer per position, its channels summed), ``relevance`` (that
+        layer's total: what flows through the concept) and per recorded layer
+        ``layer:<name>`` (its concept relevances under the condition)."""
+        out: dict[str, Tensor] = {}
+        with torch.enable_grad():
+
+            def relevance(name: str, grad: Tensor | None) -> Tensor:
+                t = p.tensors[name]
+                return p.relevance(name, grad if grad is not None else torch.zeros_like(t))
+
+            def keep(name: str, grad: Tensor | None) -> None:
+                out[f"layer:{name}"] = _layer_stats(
+                    relevance(name, grad), p.tensors[name].detach(), record[name].channel_dim,
+                    ("relevance",))["relevance"]
+
+            source, grad = p.output, seed
+            above: float = float("inf")
+            for stage in [*plan.layers, None]:
+                below = -1 if stage is None else stage.position
+                between = [n for n, lay in record.items() if below < lay.position < above]
+                targets = [p.tensors[n] for n in between]
+                if stage is not None:
+                    targets.append(p.tensors[stage.name])
+                elif heatmap:
+                    targets.append(p.leaf)
+                if not targets:
+                    break
+                grads = _grad(source, targets, grad, stage)
+                for name, g in zip(between, grads, strict=False):
+                    keep(name, g)
+                if stage is None:
+                    if heatmap:
+                        out["heatmap"] = p.input_relevance(grads[-1])
+                    break
+                g_stage = grads[-1]
+                if g_stage is None:
+                    raise ValueError(_OFF_PATH.format(stage.name))
+                t = p.tensors[stage.name]
+                masked = g_stage * _mask(t, stage, conditions)
+                if stage is plan.layers[0]:
+                    at = relevance(stage.name, masked).sum(stage.channel_dim % t.dim())
+                    out["positions"] = at.detach()
+                    out["relevance"] = at.reshape(len(at), -1).sum(1).detach()
+                for name, lay in record.items():
+                    if lay.position == stage.position:
+                        keep(name, masked)
+                source, grad, above = t, masked, stage.position
+        return out
+
+
+_OFF_PATH = ("no relevance reaches layer '{}' through the condition's layers above it: the "
+             "layers of a condition must lie on one path from the input to the output")
+
+
+def _grad(source: Tensor, targets: list[Tensor], grad: Tensor, stage: seam.Layer | None
+          ) -> list[Tensor | None]:
+    try:
+        return list(torch.autograd.grad(source, targets, grad, allow_unused=True))
+    except RuntimeError as err:
+        if "does not require grad" in str(err) or "not have been used" in str(err):
+            raise ValueError(_OFF_PATH.format(stage.name if stage is not None else "input")
+                             ) from err
+        raise
+
+
+def _mask(t: Tensor, layer: seam.Layer, conditions: Sequence[cond.Condition | None]
+          ) -> Tensor:
+    """A 0/1 mask shaped to broadcast over ``t``: each row keeps its condition's channels
+    (none for a row without a condition)."""
+    dim = layer.channel_dim % t.dim()
+    mask = t.new_zeros((len(conditions), t.shape[dim]))
+    for row, c in enumerate(conditions):
+        if c is not None:
+            mask[row, list(c[layer.name])] = 1.0
+    shape = [1] * t.dim()
+    shape[0], shape[dim] = len(conditions), t.shape[dim]
+    return mask.reshape(shape)
+
+
+def _layer_stats(relevance: Tensor, activation: Tensor, channel_dim: int,
+                 which: Sequence[str]) -> dict[str, Tensor]:
+    """``(N, channels)`` sums and maxima over a layer's positions."""
+    dim = channel_dim % relevance.dim()
+
+    def flat(t: Tensor) -> Tensor:
+        return t.movedim(dim, 1).reshape(t.shape[0], t.shape[dim], -1)
+
+    out: dict[str, Tensor] = {}
+    if "relevance" in which:
+        out["relevance"] = flat(relevance).sum(-1)
+    if "relevance_max" in which:
+        out["relevance_max"] = flat(relevance).amax(-1)
+    if "activation" in which:
+        out["activation"] = flat(activation).sum(-1)
+    if "activation_max" in which:
+        out["activation_max"] = flat(activation).amax(-1)
+    return out
