@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-dev
 # in a folder of its own with zennit 0.5.1 and runs in a subprocess (tests/crp/zcrp.py).
 ORACLE := $(VENV)/zennit-crp/.installed
 
-.PHONY: demo test docs lint typecheck bench oracle clean
+.PHONY: demo test docs lint typecheck bench oracle zennit-crp clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ $(ORACLE): | $(STAMP)
 	$(PIP) install --quiet --upgrade --no-deps --target $(VENV)/zennit-crp zennit-crp==0.6.0 zennit==0.5.1
 	touch $(ORACLE)
 
-oracle: $(ORACLE)
+zennit-crp: $(ORACLE)
 
 demo: $(STAMP)
 	$(VENV)/bin/lumos demo

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from test_store_concepts import same_up_to_ties
 
     if zcrp.folder() is None:
-        sys.exit("zennit-crp is not installed: run `make oracle`")
+        sys.exit("zennit-crp is not installed: run `make zennit-crp`")
     shutil.rmtree(args.out, ignore_errors=True)
     common = ["explain-dataset", "--model", "mnist5k-cnn", "--dataset", "mnist-5k",
               "--split", "all", "--limit", str(args.limit), "--target", "label", "--method",

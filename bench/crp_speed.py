@@ -16,7 +16,7 @@ round, so the machine's load hits both alike), torchvision ResNet-50 with random
    the block outputs: 3,584 concepts) with ``CRP.concept_relevance`` against one
    ``lumos.LRP.attribute`` call of the same model and input. Must be at most 1.5.
 
-zennit-crp pins ``zennit<=0.4.6`` and ``torch<2``; ``make oracle`` installs it with zennit
+zennit-crp pins ``zennit<=0.4.6`` and ``torch<2``; ``make zennit-crp`` installs it with zennit
 0.5.1 into ``.venv/zennit-crp``, which this script puts at the end of ``sys.path`` (or the
 folder ``$LUMOS_ZENNIT_CRP`` names).
 
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _zennit_crp() -> None:
     folder = Path(os.environ.get("LUMOS_ZENNIT_CRP", ROOT / ".venv" / "zennit-crp"))
     if not (folder / "crp" / "attribution.py").is_file():
-        sys.exit(f"zennit-crp is not installed in {folder}: run `make oracle`")
+        sys.exit(f"zennit-crp is not installed in {folder}: run `make zennit-crp`")
     sys.path.append(str(folder))
 
 

@@ -23,7 +23,7 @@ from lumos.lrp import composites
 
 torchvision = pytest.importorskip("torchvision")
 pytestmark = pytest.mark.skipif(zcrp.folder() is None, reason="zennit-crp not installed "
-                                "(make oracle)")
+                                "(make zennit-crp)")
 
 TOLERANCE = 1e-6
 TARGET = 3

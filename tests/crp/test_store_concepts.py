@@ -87,7 +87,7 @@ def test_stored_concepts_equal_the_api(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(zcrp.folder() is None, reason="zennit-crp not installed (make oracle)")
+@pytest.mark.skipif(zcrp.folder() is None, reason="zennit-crp not installed (make zennit-crp)")
 def test_relmax_equals_zennit_crp_feature_visualization(tmp_path: Path) -> None:
     """The top-8 references of every concept of the last convolution, on 500 held-out
     digits of mnist-5k under the trained digit CNN, equal zennit-crp's."""

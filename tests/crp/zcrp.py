@@ -1,7 +1,7 @@
 """The zennit-crp oracle: run zennit-crp 0.6 on a model and inputs lumos gives it, in a
 subprocess (:mod:`zcrp_worker`), and get its heatmaps, concept relevances and references.
 
-zennit-crp lives in ``.venv/zennit-crp`` (``make oracle``: zennit-crp 0.6.0 and zennit 0.5.1,
+zennit-crp lives in ``.venv/zennit-crp`` (``make zennit-crp``: zennit-crp 0.6.0 and zennit 0.5.1,
 installed with ``--no-deps`` because zennit-crp pins ``zennit<=0.4.6`` and ``torch<2``), or in
 the folder ``$LUMOS_ZENNIT_CRP`` names. zennit 0.5.1 rather than 0.4.6: its generalised Gamma
 rule is the one lumos implements (0.4.6's Gamma modifies the weights for every output sign,
@@ -35,7 +35,7 @@ def run(model: nn.Module, jobs: list[dict[str, Any]], timeout: float = 3000) -> 
     """Answers of zennit-crp to ``jobs`` (see :mod:`zcrp_worker`) on ``model``."""
     where = folder()
     if where is None:
-        raise RuntimeError("zennit-crp is not installed: run `make oracle` (or point "
+        raise RuntimeError("zennit-crp is not installed: run `make zennit-crp` (or point "
                            "LUMOS_ZENNIT_CRP at a folder holding zennit-crp and zennit)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(where), str(WORKER.parent)]),
            "PYTHONWARNINGS": "ignore"}

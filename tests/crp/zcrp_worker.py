@@ -2,7 +2,7 @@
 
 zennit-crp pins ``zennit<=0.4.6`` and ``torch<2``, so it never runs in the test process: the
 harness (:mod:`zcrp`) starts this script with ``PYTHONPATH`` set to a folder that holds
-zennit-crp 0.6.0 and zennit 0.5.1 (installed with ``--no-deps``; see ``make oracle``), and
+zennit-crp 0.6.0 and zennit 0.5.1 (installed with ``--no-deps``; see ``make zennit-crp``), and
 talks to it through two ``torch.save`` files.
 
 ``IN.pt`` holds ``{"model": nn.Module, "jobs": [...]}``; each job is a dict with ``kind``:

@@ -33,6 +33,7 @@ PACKAGES: dict[str, str] = {
     "lumos.store": "api/store.md",
     "lumos.analysis": "api/analysis.md",
     "lumos.viz": "api/viz.md",
+    "lumos.crp": "api/crp.md",
 }
 
 MARKER = re.compile(r"^<!--\s*api:\s*([\w.]+)\s*-->[ \t]*$", re.MULTILINE)
