@@ -21,7 +21,7 @@ from lumos.lrp.errors import LRPUnsupportedError
 def tolerance(t: Tensor) -> float:
     """Allowed error relative to the output's scale, for ``t``'s dtype and device."""
     if t.dtype == torch.float64:
-        return 1e-8
+        return 1e-6
     low = t.dtype in (torch.float16, torch.bfloat16)
     tf32 = t.device.type == "cuda" and (torch.backends.cudnn.allow_tf32
                                         or torch.backends.cuda.matmul.allow_tf32)
