@@ -41,6 +41,7 @@ def calibrate(model: nn.Module, side: int, channels: int = 3, seed: int = 0,
                 m.weight.uniform_(0.5, 1.5, generator=gen)
         if norms:
             model.train()
+            model.training = False   # the top module's own switch (Inception's auxiliary head)
             for _ in range(2):
                 model(torch.randn(4, channels, side, side, generator=gen, dtype=dtype))
         model.eval()

@@ -19,9 +19,13 @@ from lumos.lrp.errors import LRPUnsupportedError
 
 
 def tolerance(t: Tensor) -> float:
-    """Allowed error relative to the output's scale, for ``t``'s dtype and device."""
+    """Allowed error relative to the output's scale, for ``t``'s dtype and device.
+
+    float64 allows 1e-5: deep networks whose activations grow by orders of magnitude (BatchNorm
+    without its mean, as in the conservation tests) cancel so much that a folded BatchNorm moves
+    the output by a few 1e-6 of its scale; a lost branch moves it by far more."""
     if t.dtype == torch.float64:
-        return 1e-6
+        return 1e-5
     low = t.dtype in (torch.float16, torch.bfloat16)
     tf32 = t.device.type == "cuda" and (torch.backends.cudnn.allow_tf32
                                         or torch.backends.cuda.matmul.allow_tf32)
