@@ -58,7 +58,13 @@ def _layer_names(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
 def _hooked(model: nn.Module, x: Tensor, names: list[str],
             each: Callable[[int, Tensor], None]) -> Tensor:
     """Run ``model(x)`` without autograd, calling ``each(i, output)`` with the output of the
-    ``i``-th module of ``names`` flattened per input ``(N, F_i)``; returns the model output."""
+    ``i``-th module of ``names`` flattened per input ``(N, F_i)``; returns the model output.
+
+    The hooks go on :func:`lumos.metrics._fast.exact_model`'s copy where there is one (the
+    same modules by name, the same values)."""
+    from lumos.metrics._fast import exact_model
+
+    model = exact_model(model, x)
     modules = dict(model.named_modules())
     seen = [0]
 
