@@ -42,7 +42,7 @@ $(QVENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(QVENV)
 	$(QVENV)/bin/pip install --quiet --upgrade pip
 	$(QVENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 || $(QVENV)/bin/pip install --quiet "torch>=2.3" "torchvision>=0.18"
-	$(QVENV)/bin/pip install --quiet quantus==0.6.0 safetensors h5py pillow mlxtend scikit-image
+	$(QVENV)/bin/pip install --quiet quantus==0.6.0 zennit==0.5.1 safetensors h5py pillow mlxtend scikit-image
 	$(QVENV)/bin/pip install --quiet --no-deps -e .
 	touch $(QVENV)/.installed
 
