@@ -36,7 +36,8 @@ test: $(STAMP) $(ORACLE)
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900
 
 # Quantus (GPL, never a lumos dependency) lives in its own venv for bench/metrics_oracle.py and
-# bench/metrics_speed.py: torch, quantus==0.6.0 and this checkout (-e, without extras).
+# bench/metrics_speed.py: torch, quantus==0.6.0, zennit 0.5.1 (quantus.explain's LRP) and this
+# checkout (-e, without extras).
 QVENV := .venv-quantus
 $(QVENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(QVENV)

@@ -151,13 +151,16 @@ class SlicedMaxPool2d(nn.Module):
             x = F.pad(x, (pw, pw, ph, ph), value=-torch.inf)
         rows = (x.shape[-2] - kh) // sh + 1
         cols = (x.shape[-1] - kw) // sw + 1
-        out: Tensor | None = None
-        for i in range(kh):
-            for j in range(kw):
-                part = x[..., i:i + sh * (rows - 1) + 1:sh, j:j + sw * (cols - 1) + 1:sw]
-                out = part if out is None else torch.maximum(out, part)
-        assert out is not None
-        return out.contiguous()
+        # over the window's rows first (whole rows: contiguous, vectorised), then its columns
+        tall = _max_of([x[..., i:i + sh * (rows - 1) + 1:sh, :] for i in range(kh)])
+        return _max_of([tall[..., j:j + sw * (cols - 1) + 1:sw] for j in range(kw)]).contiguous()
+
+
+def _max_of(parts: list[Tensor]) -> Tensor:
+    out = parts[0]
+    for part in parts[1:]:
+        out = torch.maximum(out, part)
+    return out
 
 
 def _pair(value: Any) -> tuple[int, int]:
