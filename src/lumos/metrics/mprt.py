@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lumos.attribution.checks import check_input
@@ -275,10 +274,12 @@ def ssim(a: Tensor, b: Tensor, shape: tuple[int, ...], window: int = 7) -> Tenso
     x, y = a.double().reshape(n, 1, *shape), b.double().reshape(n, 1, *shape)
     if dims not in (1, 2):
         raise ValueError(f"ssim supports 1-D and 2-D maps, got {dims}-D")
-    # the five window means in one box filter (average pooling, stride 1)
-    pool = F.avg_pool2d if dims == 2 else F.avg_pool1d
-    ux, uy, uxx, uyy, uxy = pool(torch.cat([x, y, x * x, y * y, x * y], 1), window,
-                                 stride=1).unbind(1)
+    # the five window means in one box filter: window sums along each axis in turn (float64
+    # average pooling is several times slower; the sums agree with it to 1e-15)
+    boxed = torch.cat([x, y, x * x, y * y, x * y], 1)
+    for axis in range(2, 2 + dims):
+        boxed = boxed.unfold(axis, window, 1).sum(-1)
+    ux, uy, uxx, uyy, uxy = (boxed / window ** dims).unbind(1)
     cov = window ** dims / (window ** dims - 1)
     vx = cov * (uxx - ux * ux)
     vy = cov * (uyy - uy * uy)
