@@ -141,8 +141,9 @@ def run_lumos(s: Setup, name: str) -> Any:
     if needs == "notarget":
         return fn(s.model, s.x, s.a, **options)
     if needs == "explain":
-        key = "model_explain" if name in ("mprt", "smooth_mprt", "input_invariance") \
-            else "explain"
+        # the randomisation metrics rebuild the given LRP for each randomised model (the
+        # lumos way); input invariance explains the shifted model with a fresh LRP per call
+        key = "model_explain" if name == "input_invariance" else "explain"
         value = s.explain_model if key == "model_explain" else s.lrp
         return fn(s.model, s.x, s.a, s.y, **{key: value}, **options)
     return fn(s.model, s.x, s.a, s.y, **options)
