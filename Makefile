@@ -36,13 +36,14 @@ test: $(STAMP) $(ORACLE)
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900
 
 # Quantus (GPL, never a lumos dependency) lives in its own venv for bench/metrics_oracle.py and
-# bench/metrics_speed.py: torch, quantus==0.6.0 and this checkout (-e, without extras).
+# bench/metrics_speed.py: torch, quantus==0.6.0, zennit 0.5.1 (quantus.explain's LRP) and this
+# checkout (-e, without extras).
 QVENV := .venv-quantus
 $(QVENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(QVENV)
 	$(QVENV)/bin/pip install --quiet --upgrade pip
 	$(QVENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 || $(QVENV)/bin/pip install --quiet "torch>=2.3" "torchvision>=0.18"
-	$(QVENV)/bin/pip install --quiet quantus==0.6.0 safetensors h5py pillow mlxtend scikit-image
+	$(QVENV)/bin/pip install --quiet quantus==0.6.0 zennit==0.5.1 safetensors h5py pillow mlxtend scikit-image
 	$(QVENV)/bin/pip install --quiet --no-deps -e .
 	touch $(QVENV)/.installed
 

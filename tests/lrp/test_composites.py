@@ -78,3 +78,31 @@ def test_epsilon_is_one_rule_everywhere_on_densenet() -> None:
     assert norms and all(v.stabilizer == 1e-12 for v in norms)
     assert bool(torch.isfinite(exp.attribution).all())
     assert exp.attribution.sum().abs() <= 2 * exp.output.abs()
+
+
+def test_a_blank_image_in_a_batch_costs_a_rerun_of_itself_only() -> None:
+    """A blank input explains to zeros: z+ discards it (no error, the others as alone); LRP-0's
+    epsilon does not (one clear error). The report that decides reruns the broken rows only."""
+    from helpers import small_cnn
+
+    torch.manual_seed(0)
+    model = small_cnn()
+    x = torch.rand(5, 1, 12, 12, dtype=torch.float64)
+    x[2] = 0.0
+    lrp = lumos.LRP(model, composites.EpsilonPlus())
+    runs: list[int] = []
+    run = lrp._run
+
+    def counted(program: object, xx: torch.Tensor, *args: object) -> object:
+        runs.append(len(xx))
+        return run(program, xx, *args)  # type: ignore[arg-type]
+
+    lrp._run = counted  # type: ignore[method-assign,assignment]
+    got = lrp.attribute(x, target=[1, 2, 3, 4, 5])
+    assert runs == [5, 1]
+    assert float(got[2].abs().sum()) == 0.0
+    alone = lumos.LRP(model, composites.EpsilonPlus()).attribute(x[[0, 1, 3, 4]],
+                                                                 target=[1, 2, 4, 5])
+    torch.testing.assert_close(got[[0, 1, 3, 4]], alone)
+    with pytest.raises(LRPUnsupportedError, match="zero everywhere although"):
+        lumos.LRP(model, composites.Epsilon()).attribute(x, target=1)

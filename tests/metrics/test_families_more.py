@@ -9,6 +9,7 @@ import scipy.stats
 import torch
 from torch import Tensor, nn
 
+import lumos
 from helpers import small_cnn, untouched
 from lumos import metrics as M
 from lumos.attribution.gradient import Gradient, InputXGradient
@@ -184,6 +185,12 @@ def test_randomisation(setup) -> None:  # type: ignore[no-untyped-def]
     assert other is None
     smooth = M.smooth_mprt(model, x, None, y, explain=ixg, n_samples=2, reduce="mean")
     assert smooth.shape == (N,) and bool(torch.isfinite(smooth).all())
+    # an LRP rebuilt once per randomised model, noisy copies in one or several calls: the same
+    # as a fresh LRP per copy
+    per_copy = M.smooth_mprt(model, x, None, y, n_samples=3, explain_batch=1,
+                             model_explain=lambda m, xx, t: lumos.LRP(m).attribute(xx, target=t))
+    together = M.smooth_mprt(model, x, None, y, n_samples=3, explain=lumos.LRP(model))
+    torch.testing.assert_close(together, per_copy, rtol=1e-10, atol=1e-12)
     rl = M.random_logit(model, x, a, y, explain=ixg, similarity="pearson",
                         generator=torch.Generator().manual_seed(0))
     off = M.mprt.__globals__["off_classes"](y, 10, torch.Generator().manual_seed(0))

@@ -155,3 +155,24 @@ def test_methods_of_one_evaluate_share_attribution_free_scores() -> None:
     assert result.mean("b", want_a.name) == pytest.approx(float(torch.nanmean(
         M.faithfulness_correlation(model, x, maps[1], y, n_runs=6, subset_size=10,
                                    generator=torch.Generator().manual_seed(0)))))
+
+
+def test_exact_copy_pools_bit_for_bit() -> None:
+    """The copy for metrics that need the model's own rounding: its max pooling (strided
+    slices) gives the model's bits for every window shape; models without one get themselves."""
+    from lumos.metrics._fast import SlicedMaxPool2d, exact_model
+
+    torch.manual_seed(0)
+    for kernel, stride, padding in [(2, 2, 0), (3, 1, 1), (3, 2, 1), ((2, 3), (1, 2), (1, 0))]:
+        pool = nn.MaxPool2d(kernel, stride, padding)
+        for x in (torch.randn(3, 4, 11, 9), torch.randn(4, 10, 7)):
+            assert torch.equal(SlicedMaxPool2d(pool)(x), pool(x))
+    model, x = bn_cnn(), torch.rand(16, 1, 12, 12)
+    with untouched(model):
+        exact = exact_model(model, x)
+        assert exact is not model and exact_model(model, x) is exact
+        assert isinstance(exact[3], SlicedMaxPool2d)
+        with torch.inference_mode():
+            assert torch.equal(exact(x), model(x))
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
+    assert exact_model(flat, torch.rand(3, 1, 2, 2)) is flat

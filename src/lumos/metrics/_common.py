@@ -115,17 +115,17 @@ def forward_scores(model: nn.Module, build: Callable[[slice], Tensor], rows: Ten
     possible) and input ``i`` belongs to sample ``rows[i]``. Building per chunk keeps memory
     at one chunk. With ``fast`` the model runs as :func:`lumos.metrics._fast.scoring_model`
     (scores equal up to float rounding); metrics that rank or threshold scores pass
-    ``fast=False`` to get the model's own rounding.
+    ``fast=False`` to get the model's own rounding (:func:`lumos.metrics._fast.exact_model`).
     """
-    from lumos.metrics._fast import scoring_model
+    from lumos.metrics._fast import exact_model, scoring_model
 
     out = []
-    run: nn.Module | None = None if fast else model
+    run: nn.Module | None = None
     with torch.inference_mode():
         for lo in range(0, rows.shape[0], batch_size):
             chunk = slice(lo, lo + batch_size)
             inputs = build(chunk)
-            run = run or scoring_model(model, inputs)
+            run = run or (scoring_model if fast else exact_model)(model, inputs)
             out.append(scorer(run(inputs), rows[chunk]))
     if not out:
         return torch.zeros(0, device=rows.device)
@@ -135,11 +135,12 @@ def forward_scores(model: nn.Module, build: Callable[[slice], Tensor], rows: Ten
 def model_outputs(model: nn.Module, x: Tensor, batch_size: int = 256, *,
                   fast: bool = True) -> Tensor:
     """``model(x)`` in chunks of ``batch_size``, without autograd; with ``fast`` through
-    :func:`lumos.metrics._fast.scoring_model` (outputs equal up to float rounding)."""
-    from lumos.metrics._fast import scoring_model
+    :func:`lumos.metrics._fast.scoring_model` (outputs equal up to float rounding), else through
+    :func:`lumos.metrics._fast.exact_model` (the model's own outputs)."""
+    from lumos.metrics._fast import exact_model, scoring_model
 
     check_positive_int("batch_size", batch_size)
-    run = scoring_model(model, x) if fast and x.shape[0] else model
+    run = (scoring_model if fast else exact_model)(model, x) if x.shape[0] else model
     with torch.inference_mode():
         if not x.shape[0]:
             return run(x)

@@ -124,12 +124,33 @@ class LRP:
         finite = bool(torch.isfinite(attribution).all())
         if not finite or _vanished(attribution, start):
             if not explain:
-                again = self._run(program, x, target, relevance, True, hooks)
-                layers = again[4] if again is not None else {}
+                layers = self._report_broken(program, x, target, relevance, hooks,
+                                             attribution, start)
             where = broken_layer(layers, finite)
             if not finite or not _discards(program, where):
                 raise LRPUnsupportedError(_broken_message(finite, where))
         return result
+
+    def _report_broken(self, program: Program, x: Tensor, target: TargetLike,
+                       relevance: RelevanceLike, hooks: Mapping[str, RelevanceHook] | None,
+                       attribution: Tensor, start: Tensor) -> dict[str, Tensor]:
+        """The per-layer report that names where relevance broke: from a rerun of the broken
+        samples alone where that is the same computation (class-index or no target, the
+        default start, no hooks; a batch with every sample broken, or a program that does not
+        reproduce the model at the smaller batch size, reruns whole). Metrics explain digits
+        translated out of view, say: one blank image must not cost its whole batch twice."""
+        flat = attribution.reshape(len(attribution), -1)
+        broken = ~torch.isfinite(flat).all(1) | ((flat == 0).all(1) & (start != 0))
+        if hooks is None and relevance is None and not callable(target) \
+                and bool(broken.any()) and not bool(broken.all()):
+            rows = broken.nonzero()[:, 0]
+            index = Target(target, len(x)).index
+            subset = None if index is None else index[rows.cpu()]
+            again = self._run(program, x[rows.to(x.device)], subset, None, True, None)
+            if again is not None:
+                return again[4]
+        again = self._run(program, x, target, relevance, True, hooks)
+        return again[4] if again is not None else {}
 
     def _run(self, program: Program, x: Tensor, target: TargetLike, relevance: RelevanceLike,
              explain: bool, hooks: Mapping[str, RelevanceHook] | None) -> _Result | None:
