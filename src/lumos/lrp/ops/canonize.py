@@ -98,6 +98,7 @@ def _table() -> dict[Any, Handler]:
     add((torch.cat, torch.concat, torch.concatenate), concat)
     add((torch.mean, "mean"), mean)
     add((operator.mul, operator.imul, torch.mul, torch.multiply, "mul", "mul_"), arith.mul)
+    add((operator.neg, torch.neg, torch.negative, "neg", "negative"), arith.neg)
     add((operator.truediv, operator.itruediv, torch.div, torch.true_divide, "div", "div_"),
         arith.div)
     add((F.batch_norm,), functional_batchnorm)

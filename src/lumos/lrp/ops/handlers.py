@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph, node_inputs
-from lumos.lrp.ops.layers import Concat, Mean, Reshape, Stack
+from lumos.lrp.ops.constants import constant_node
+from lumos.lrp.ops.layers import Concat, Mean, Reshape, Stack, Sum
 
 Handler = Callable[[PrepGraph, fx.Node], None]
 
@@ -114,8 +115,9 @@ def reshape(fn: Callable[..., Any] | None) -> Handler:
                           "use tensor operations")
         if fn is F.pad and _pad_value(node) not in (None, 0, 0.0, float("inf"),
                                                     -float("inf")):
-            raise g.error(node, "padding with a non-zero constant",
-                          "pad with zeros, or add the constant to the input before the model")
+            pad = node.args[1] if len(node.args) > 1 else node.kwargs["pad"]
+            pad_with_constant(g, node, x, pad, _pad_value(node))
+            return
         call = fn if fn is not None else getattr(torch.Tensor, str(node.target))
         name = op_name(node).rsplit(".", 1)[-1]
         g.replace(node, Reshape(call, name), node.args, dict(node.kwargs))
@@ -141,6 +143,22 @@ def pieces(g: PrepGraph, node: fx.Node) -> None:
         g.replace(user, Reshape(partial(_part, op=op, index=index), f"{op}[{index}]"),
                   (x, *node.args[1:]), dict(node.kwargs))
     g.graph.erase_node(node)
+
+
+def pad_with_constant(g: PrepGraph, node: fx.Node, x: Any, pad: Any, value: Any) -> None:
+    """``F.pad(x, pad, value=c)`` with ``c`` not zero: the zero-padded ``x`` plus a constant that
+    is ``c`` on the border and zero inside, so the border's relevance flows into that constant
+    (a sink) and the inside's to ``x`` (the sum rule)."""
+    example = g.value(x)
+    if isinstance(value, fx.Node) or isinstance(pad, fx.Node) or \
+            any(isinstance(p, fx.Node) for p in pad) or len(pad) // 2 >= example.dim():
+        raise g.error(node, "padding with a constant computed in the graph, or across the "
+                      "batch", "pad with a number, over the dimensions after the batch")
+    pad = tuple(int(p) for p in pad)
+    border = F.pad(torch.zeros_like(example[:1]), pad, mode="constant", value=float(value))
+    zero = g.insert(node, Reshape(partial(F.pad, pad=pad, mode="constant", value=0.0), "pad"),
+                    (x,), "pad")
+    g.replace(node, Sum(), (zero, constant_node(g, node, border, x)))
 
 
 def _pad_value(node: fx.Node) -> Any:
