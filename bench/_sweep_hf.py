@@ -22,7 +22,7 @@ SETTINGS = {
     "batch1+3": "batch 1 and batch 3",
     "nonsquare": "an input 1.5 times as wide as high",
     "gray": "num_channels=1 and a 1-channel input",
-    "tuple": "return_dict=False: the model returns a tuple",
+    "tuple": "model(x, return_dict=False) in the user's wrapper: the model returns a tuple",
     "backbone": "AutoModel (no head) with a classifier head the user wrote around it",
 }
 
@@ -66,6 +66,17 @@ class UserHead(nn.Module):
         return self.fc(self.features(x))
 
 
+class TupleOutput(nn.Module):
+    """A user's wrapper that asks the model for a tuple (``return_dict=False``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Any:
+        return self.model(x, return_dict=False)
+
+
 def _config(kind: str, **extra: Any) -> Any:
     import transformers
     from lrp import hf_models
@@ -95,7 +106,7 @@ def _build(kind: str, setting: str) -> tuple[nn.Module, int, int]:
                 return cls(config).eval(), side, 1
         raise Skip("the config has no num_channels")
     if setting == "tuple":
-        return cls(_config(kind, return_dict=False)).eval(), side, 3
+        return TupleOutput(cls(_config(kind)).eval()).eval(), side, 3
     if setting == "backbone":
         config = _config(kind)
         config = getattr(config, "vision_config", None) or config

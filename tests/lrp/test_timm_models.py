@@ -57,6 +57,13 @@ SMALL: dict[str, tuple[dict[str, Any], int]] = {
     "inception_v3": ({}, 80),
     "seresnet50": ({}, 32),
     "ghostnet_100": ({}, 32),
+    # found by bench/model_sweep.py: linear attention (a pad with ones, a division by the
+    # normaliser), rotary embeddings (-x), and families the lists above miss
+    "efficientvit_b0": ({}, 64),
+    "vit_tiny_patch16_dinov3_qkvb": (dict(img_size=32, depth=2), 32),   # logits ~1e-4 at 64
+    "cait_xxs24_224": (_VIT, 64),
+    "starnet_s050": ({}, 64),
+    "test_mambaout": ({}, 64),
 }
 
 

@@ -22,7 +22,7 @@ from lumos.lrp.engine.dispatch import StepPlanner
 from lumos.lrp.engine.route import Tap
 from lumos.lrp.engine.sinks import add_sinks, live_nodes, sink_args
 from lumos.lrp.engine.steps import Run, Step
-from lumos.lrp.ops.attention import Scale
+from lumos.lrp.ops.attention import MatMul, Scale
 from lumos.lrp.ops.elementwise import Detached
 from lumos.lrp.ops.layers import Reshape
 from lumos.lrp.rules import Rule
@@ -48,7 +48,8 @@ class Program:
         self.rules: dict[str, Rule | None] = {str(n.target): r for n, r in self.node_rules.items()}
         self.live = live_nodes(self.nodes, lambda n: getattr(self.node_rules.get(n), "kind",
                                                              None) == "constant")
-        self.sink_args = sink_args(self.nodes, modules, (Scale, Reshape, Detached))
+        # a factor of a MatMul that depends on constants only is a fixed linear map: no sink
+        self.sink_args = sink_args(self.nodes, modules, (Scale, Reshape, Detached, MatMul))
         planner = StepPlanner(modules, self.node_rules, self.output, self.live.__contains__)
         self.steps: dict[fx.Node, Step] = {n: planner.step(n, self.name(n)) for n in calls}
         self.seed_is_relevance = planner.seed_is_relevance

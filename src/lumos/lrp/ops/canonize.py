@@ -30,6 +30,7 @@ from lumos.lrp.ops.constants import constant_nodes
 from lumos.lrp.ops.handlers import (
     ADVICE,
     Handler,
+    assign,
     clamp,
     concat,
     dropout,
@@ -152,6 +153,9 @@ def canonize_functions(g: PrepGraph) -> None:
     constants = constant_nodes(g)   # computations on parameters alone stay as they are
     for node in list(g.graph.nodes):
         erased = getattr(node, "_erased", False)   # a piece of a chunk already rewritten
+        if not erased and node.op == "call_function" and node.target is operator.setitem:
+            assign(g, node)   # x[index] = v: returns None, so it reads as a shape below
+            continue
         if erased or node.op not in ("call_function", "call_method") or g.is_shape(node) \
                 or node in constants or node.target in NO_OPS:
             if not erased and node.target in NO_OPS:

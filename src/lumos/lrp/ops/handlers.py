@@ -19,7 +19,9 @@ from torch import fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph, node_inputs
 from lumos.lrp.ops.constants import constant_node
-from lumos.lrp.ops.layers import Concat, Mean, Reshape, Stack, Sum
+from lumos.lrp.capture.values import DATA, DEPENDS, MUTATED, VALUE
+from lumos.lrp.ops.layers import Assign, Concat, Mean, Reshape, Stack, Sum
+from lumos.lrp.ops.products import Product
 
 Handler = Callable[[PrepGraph, fx.Node], None]
 
@@ -159,6 +161,43 @@ def pad_with_constant(g: PrepGraph, node: fx.Node, x: Any, pad: Any, value: Any)
     zero = g.insert(node, Reshape(partial(F.pad, pad=pad, mode="constant", value=0.0), "pad"),
                     (x,), "pad")
     g.replace(node, Sum(), (zero, constant_node(g, node, border, x)))
+
+
+def assign(g: PrepGraph, node: fx.Node) -> None:
+    """``x[index] = v`` into an activation: :class:`Assign` (``v`` an activation); ``v`` a number
+    or constant makes ``x * keep + c``, the kept elements of ``x`` plus a constant that holds
+    ``v`` at ``index`` and zero elsewhere, which takes the relevance of the overwritten elements
+    (a sink). Later readers of ``x`` read the result."""
+    x, index, v = node.args[:3]
+    if not g.is_live(x):
+        if g.is_live(v):
+            raise g.error(node, "writing activations into a model tensor (x[index] = v)",
+                          "build the tensor with torch.cat or out-of-place operations")
+        return
+    if any(g.is_tensor(n) for n in node_inputs(index)):
+        raise g.error(node, "x[index] = v indexed by tensors", "index with constants")
+    example = g.value(x)
+    if g.is_live(v):
+        new = g.replace(node, Assign(index), (x, v))
+    else:
+        if example.dim() == 0 or not _batch_whole(index):
+            raise g.error(node, "writing a constant into part of the batch",
+                          "index all samples alike (x[:, ...] = c)")
+        keep = torch.ones_like(example[:1])
+        keep[index] = 0.0
+        full = torch.zeros_like(example[:1])
+        full[index] = g.value(v) if isinstance(v, fx.Node) else v
+        kept = g.insert(node, Product(factor=keep), (x,), "keep")
+        new = g.replace(node, Sum(), (kept, constant_node(g, node, full, x)))
+    new.meta[VALUE] = example   # x after all its writes: not compared by the self-check
+    new.meta[DEPENDS], new.meta[MUTATED] = DATA, True
+    g.after_inplace(x, new)
+
+
+def _batch_whole(index: Any) -> bool:
+    """Whether ``index`` takes every sample (its first entry ``:`` or ``...``)."""
+    first = index[0] if isinstance(index, tuple) and index else index
+    return first is Ellipsis or first == slice(None)
 
 
 def _pad_value(node: fx.Node) -> Any:
