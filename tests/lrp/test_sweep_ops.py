@@ -2,9 +2,11 @@
 
 Padding with a non-zero constant (EfficientViT's linear attention pads values with ones), ``-x``
 (rotary embeddings' ``cat([-x2, x1])``), a division by an activation (linear attention's
-normaliser), a buffer expanded to the batch size in forward (ConViT), and a division by a value
-without relevance, whose LRP pass once multiplied instead: each explained, its score the model's
-own, and conservative in float64 with biases zeroed.
+normaliser), a buffer expanded to the batch size in forward (ConViT), a division by a value
+without relevance (whose LRP pass once multiplied instead), ``x[index] = v`` into activations
+(MViTv2), einsum by a table computed from parameters (SAM) and transposed convolutions
+(LowFormer): each explained, its score the model's own, and conservative in float64 with biases
+zeroed; the transposed convolution also equals Zennit's rules on it.
 """
 
 from __future__ import annotations
@@ -73,12 +75,46 @@ class _ExpandedBuffer(nn.Module):
         return self.fc(x + pos)
 
 
+class _Assigned(nn.Module):
+    """``y[:, 2:5] = y[:, 2:5] + f(x)`` and ``y[:, 0] = 1.0`` (MViTv2 writes its relative
+    position terms into the attention scores so)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 8, bias=False), nn.Linear(6, 3, bias=False)
+        self.fc = nn.Linear(8, 5, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.a(x)
+        y[:, 2:5] = y[:, 2:5] + self.b(x)
+        y[:, 0] = 1.0
+        return self.fc(torch.softmax(y, -1) * y)
+
+
+class _EinsumTable(nn.Module):
+    """``einsum("bnc,kc->bnk", q, table)`` with a table computed from parameters (SAM's and
+    MViTv2's relative positions)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(4, 4, bias=False)
+        self.table = nn.Parameter(torch.randn(3, 4))
+        self.fc = nn.Linear(3 * 2, 5, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q = self.q(x.reshape(len(x), 2, 4))
+        rel = torch.einsum("bnc,kc->bnk", q, self.table * 0.5)
+        return self.fc(rel.flatten(1))
+
+
 CASES = {
     "constant pads": (_ConstantPads, (3, 10, 10)),
     "rotary -x": (_Rotary, (8,)),
     "divide by an activation": (lambda: _Normalised(True), (6,)),
     "divide by a norm": (lambda: _Normalised(False), (6,)),
     "buffer expanded to the batch": (_ExpandedBuffer, (8,)),
+    "x[index] = v": (_Assigned, (6,)),
+    "einsum by a constant table": (_EinsumTable, (8,)),
 }
 
 
@@ -103,3 +139,35 @@ def test_the_pad_border_is_a_sink() -> None:
     sinks = [k for k in layers if k.endswith("(sink)")]
     assert gap <= 1e-7 and len(sinks) == 2   # epsilon 1e-9 on the scores
     assert all(bool(layers[k].abs().min() > 0) for k in sinks)
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=2, stride=2),
+                                    dict(kernel_size=3, stride=2, padding=1, output_padding=1,
+                                         groups=2),
+                                    dict(kernel_size=4, stride=3, padding=2, dilation=2)],
+                         ids=["k2s2", "groups-outpad", "dilated"])
+def test_transposed_convolution_equals_zennit(kwargs: dict[str, int]) -> None:
+    """``nn.ConvTranspose2d`` (LowFormer's upsampling) is rewritten as a spread input and a
+    convolution; the z-rules on it equal Zennit's on the transposed convolution itself."""
+    zennit_attribution = pytest.importorskip("zennit.attribution")
+    zennit_composites = pytest.importorskip("zennit.composites")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.ConvTranspose2d(8, 4, **kwargs),
+                          nn.ReLU(), nn.Flatten(), nn.LazyLinear(5))
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    model(x.float())
+    model = model.double().eval()
+    for zennit_make, lumos_make in ((zennit_composites.EpsilonPlus,
+                                     lumos.lrp.composites.EpsilonPlus),
+                                    (zennit_composites.EpsilonAlpha2Beta1,
+                                     lumos.lrp.composites.EpsilonAlpha2Beta1)):
+        with zennit_attribution.Gradient(model, zennit_make()) as attributor:
+            _, want = attributor(x, lambda out: torch.eye(5, dtype=out.dtype)[[1, 1]] * out)
+        with untouched(model):
+            got = lumos.LRP(model, lumos_make()).attribute(x, target=1)
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+    assert_conserves(model, x, "ConvTranspose2d")

@@ -59,11 +59,15 @@ SMALL: dict[str, tuple[dict[str, Any], int]] = {
     "ghostnet_100": ({}, 32),
     # found by bench/model_sweep.py: linear attention (a pad with ones, a division by the
     # normaliser), rotary embeddings (-x), and families the lists above miss
-    "efficientvit_b0": ({}, 64),
+    "efficientvit_b0": (dict(depths=(1, 1, 1, 1, 1)), 32),
     "vit_tiny_patch16_dinov3_qkvb": (dict(img_size=32, depth=2), 32),   # logits ~1e-4 at 64
     "cait_xxs24_224": (_VIT, 64),
-    "starnet_s050": ({}, 64),
+    "starnet_s050": (dict(depths=(1, 1, 1, 1)), 32),
     "test_mambaout": ({}, 64),
+    # ... x[index] = v and einsum by position tables (MViTv2, SAM), transposed convolutions
+    "mvitv2_tiny": (dict(img_size=64, depths=(1, 1, 1, 1)), 64),
+    "samvit_base_patch16_224": (_VIT, 64),
+    "lowformer_b0": ({}, 64),
 }
 
 

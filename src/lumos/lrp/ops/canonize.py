@@ -24,7 +24,7 @@ from torch import fx, nn
 
 from lumos.lrp.capture.batchnorm import functional_batchnorm
 from lumos.lrp.capture.graph import PrepGraph, node_inputs
-from lumos.lrp.ops import arith, elementwise, norms, reductions
+from lumos.lrp.ops import arith, elementwise, norms, reductions, transposed
 from lumos.lrp.ops.attention import ATTENTION_LAYERS, transformer_functions
 from lumos.lrp.ops.constants import constant_nodes
 from lumos.lrp.ops.handlers import (
@@ -145,6 +145,7 @@ FUNCTIONS_BY_NAME: dict[str, Handler] = {
 FUNCTIONS.update(norms.FUNCTIONS)
 FUNCTIONS.update(elementwise.handlers())
 FUNCTIONS.update(reductions.handlers())
+FUNCTIONS.update(transposed.handlers())
 FUNCTIONS.update(transformer_functions(FUNCTIONS))
 
 
