@@ -67,6 +67,8 @@ SMALL: dict[str, tuple[dict[str, Any], int]] = {
     # ... einsum by position tables (SAM; MViTv2's x[index] = v and LowFormer's transposed
     # convolutions take ~100 s each here: their ops are tested in lrp/test_sweep_ops.py)
     "samvit_base_patch16_224": (_VIT, 64),
+    # a buffer expanded to the batch in forward; CP-LRP attention weights mixed with a gate
+    "convit_tiny": (_VIT, 64),
 }
 
 
