@@ -97,7 +97,7 @@ def _resize(model: nn.Module, side: int) -> None:
 def _batch(model: nn.Module, side: int) -> None:
     import lumos
 
-    model, x = model.double(), _x(side, torch.float64, batch=5)   # exact: no float32 noise
+    model, x = _double(model), _x(side, torch.float64, batch=5)   # exact: no float32 noise
     lrp = lumos.LRP(model)
     whole = lrp.attribute(x, target=[0, 1, 2, 3, 4])
     one = torch.cat([lrp.attribute(x[i:i + 1], target=i) for i in range(5)])
@@ -107,7 +107,7 @@ def _batch(model: nn.Module, side: int) -> None:
 def _target(model: nn.Module, side: int) -> None:
     import lumos
 
-    model, x = model.double(), _x(side, torch.float64, batch=3)
+    model, x = _double(model), _x(side, torch.float64, batch=3)
     lrp = lumos.LRP(model)
     by_int = lrp.attribute(x, target=2)
     _close(lrp.attribute(x, target=[2, 2, 2]), by_int, "target list vs int")
@@ -115,8 +115,14 @@ def _target(model: nn.Module, side: int) -> None:
     _close(lrp.attribute(x, target=torch.tensor(2)), by_int, "target 0-d tensor vs int")
 
 
+def _double(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).double()
+
+
 def _channels_last(model: nn.Module, side: int) -> None:
-    x = _x(side)
+    model, x = _double(model), _x(side, torch.float64)   # exact: no float32 noise
     plain = _fresh(model, x)
     _close(_fresh(model, x.contiguous(memory_format=torch.channels_last)), plain,
            "channels-last input vs contiguous")
