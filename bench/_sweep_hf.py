@@ -79,6 +79,7 @@ class TupleOutput(nn.Module):
 
 def _config(kind: str, **extra: Any) -> Any:
     import transformers
+
     from lrp import hf_models
 
     kwargs, _ = hf_models.CONFIGS[kind]
@@ -88,6 +89,7 @@ def _config(kind: str, **extra: Any) -> Any:
 def _build(kind: str, setting: str) -> tuple[nn.Module, int, int]:
     """``(model, side, channels)`` for one case."""
     import transformers
+
     from lrp import hf_models
 
     name = _types()[kind]

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 import lumos
 from helpers import untouched
 from lrp.conservation import assert_conserves, assert_explains, conservation_gap
+from lumos.lrp.errors import LRPUnsupportedError
 
 
 class _ConstantPads(nn.Module):
@@ -171,3 +172,33 @@ def test_transposed_convolution_equals_zennit(kwargs: dict[str, int]) -> None:
             if name.endswith("bias"):
                 p.zero_()
     assert_conserves(model, x, "ConvTranspose2d")
+
+
+@pytest.mark.slow   # importing torch's compiler takes ~10 s
+def test_a_compiled_model_is_explained_as_its_source() -> None:
+    """``torch.compile(model)`` cannot be traced; LRP explains the model it wraps (the same
+    function and parameters), and neither is changed."""
+    torch.manual_seed(0)
+    model = _Rotary().eval()
+    compiled = torch.compile(model)
+    x = torch.randn(2, 8)
+    with untouched(compiled):
+        got = lumos.LRP(compiled).attribute(x, target=1)
+    torch.testing.assert_close(got, lumos.LRP(model).attribute(x, target=1))
+
+
+def test_a_size_given_to_a_tensor_built_in_forward_gets_a_clear_error() -> None:
+    """``torch.arange(n).expand(B, -1)`` with the traced batch size: torch refuses the traced
+    size in the call; the error says what happened and what to do (a buffer is recorded)."""
+    class Built(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 5)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.fc(x + torch.arange(8.0).unsqueeze(0).expand(x.shape[0], -1))
+
+    model = Built().eval()
+    with untouched(model), pytest.raises(LRPUnsupportedError,
+                                         match=r"register that tensor as a buffer"):
+        lumos.LRP(model).attribute(torch.randn(2, 8), target=1)

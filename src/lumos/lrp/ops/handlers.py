@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph, node_inputs
-from lumos.lrp.ops.constants import constant_node
 from lumos.lrp.capture.values import DATA, DEPENDS, MUTATED, VALUE
+from lumos.lrp.ops.constants import constant_node
 from lumos.lrp.ops.layers import Assign, Concat, Mean, Reshape, Stack, Sum
 from lumos.lrp.ops.products import Product
 
@@ -168,7 +168,9 @@ def assign(g: PrepGraph, node: fx.Node) -> None:
     or constant makes ``x * keep + c``, the kept elements of ``x`` plus a constant that holds
     ``v`` at ``index`` and zero elsewhere, which takes the relevance of the overwritten elements
     (a sink). Later readers of ``x`` read the result."""
-    x, index, v = node.args[:3]
+    x: Any = node.args[0]
+    index: Any = node.args[1]
+    v: Any = node.args[2]
     if not g.is_live(x):
         if g.is_live(v):
             raise g.error(node, "writing activations into a model tensor (x[index] = v)",

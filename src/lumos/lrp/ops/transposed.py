@@ -39,7 +39,8 @@ def spread(x: Tensor, stride: tuple[int, ...], pad: tuple[int, ...]) -> Tensor:
     if any(s > 1 for s in stride):
         size = tuple((n - 1) * s + 1 for n, s in zip(x.shape[-d:], stride, strict=True))
         out = x.new_zeros(*x.shape[:-d], *size)
-        out[(..., *(slice(None, None, s) for s in stride))] = x
+        index: Any = (Ellipsis, *[slice(None, None, s) for s in stride])
+        out[index] = x
         x = out
     return F.pad(x, pad) if any(pad) else x
 
@@ -76,7 +77,9 @@ def conv_transpose(g: PrepGraph, node: fx.Node) -> None:
         pad += [dil * (k - 1) - p, dil * (k - 1) - p + q]
     kind = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[d - 1]
     cw = conv_weight(w.detach(), groups)
-    conv = kind(cw.shape[1] * groups, cw.shape[0], tuple(cw.shape[2:]), dilation=dilation,
+    spacing: Any = dilation
+    size: Any = tuple(cw.shape[2:])
+    conv = kind(cw.shape[1] * groups, cw.shape[0], size, dilation=spacing,
                 groups=groups, bias=b is not None, device="meta")
     conv.weight = nn.Parameter(cw, requires_grad=False)
     if b is not None:
