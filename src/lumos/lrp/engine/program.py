@@ -40,6 +40,8 @@ class Program:
         self.batch: int | None = getattr(gm, "lumos_batch", None)
         #: Batch sizes on which the program reproduced the model.
         self.verified: set[int] = set()
+        #: Whether the rules' forward pass has been compared with the prepared graph's.
+        self.rules_checked = False
         self.nodes = list(gm.graph.nodes)
         self.output = next(n for n in self.nodes if n.op == "output")
         modules = dict(gm.named_modules())
