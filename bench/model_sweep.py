@@ -3,7 +3,8 @@
 Usage::
 
     .venv/bin/python bench/model_sweep.py [--family timm hf api] [--per-module N]
-                                          [--only NAME ...] [--timeout S]
+                                          [--only NAME ...] [--timm-names NAME ...]
+                                          [--timeout S]
 
 Families (cases in :mod:`_sweep_cases`):
 
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--per-module", type=int, default=1,
                         help="timm models per architecture module (smallest first)")
     parser.add_argument("--only", nargs="+", default=None, help="run these case names only")
+    parser.add_argument("--timm-names", nargs="+", default=None,
+                        help="timm model names to run instead of the per-module selection")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds per case")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the worker")
     args = parser.parse_args()
@@ -121,7 +124,8 @@ def main() -> None:
     pool = _Pool(args.threads)
     try:
         for family in args.family:
-            names = cases.case_names(family, args.per_module)
+            names = args.timm_names if family == "timm" and args.timm_names else \
+                cases.case_names(family, args.per_module)
             if args.only:
                 names = [n for n in names if n in args.only]
             print(f"== {family}: {len(names)} cases", flush=True)
