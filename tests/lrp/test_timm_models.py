@@ -57,6 +57,18 @@ SMALL: dict[str, tuple[dict[str, Any], int]] = {
     "inception_v3": ({}, 80),
     "seresnet50": ({}, 32),
     "ghostnet_100": ({}, 32),
+    # found by bench/model_sweep.py: linear attention (a pad with ones, a division by the
+    # normaliser), rotary embeddings (-x), and families the lists above miss
+    "efficientvit_b0": (dict(depths=(1, 1, 1, 1, 1)), 32),
+    "vit_tiny_patch16_dinov3_qkvb": (dict(img_size=32, depth=2), 32),   # logits ~1e-4 at 64
+    "cait_xxs24_224": (_VIT, 64),
+    "starnet_s050": (dict(depths=(1, 1, 1, 1)), 32),
+    "test_mambaout": ({}, 64),
+    # ... einsum by position tables (SAM; MViTv2's x[index] = v and LowFormer's transposed
+    # convolutions take ~100 s each here: their ops are tested in lrp/test_sweep_ops.py)
+    "samvit_base_patch16_224": (_VIT, 64),
+    # a buffer expanded to the batch in forward; CP-LRP attention weights mixed with a gate
+    "convit_tiny": (_VIT, 64),
 }
 
 

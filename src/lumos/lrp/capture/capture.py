@@ -90,8 +90,18 @@ def capture(model: nn.Module, example: Tensor, shared: list[Tensor]) -> tuple[Pr
         raise LRPUnsupportedError(
             f"cannot capture the model for LRP: {type(err).__name__}: "
             f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-            f"{_where(tracer, where)}") from err
+            f"{_where(tracer, where)}{_hint(err)}") from err
     return _by_user_paths(graph, root), tracer.batch_specialised
+
+
+def _hint(err: Exception) -> str:
+    """What a known capture failure means for the user."""
+    if isinstance(err, TypeError) and "positional argument" in str(err):
+        return (". A size read from the input (the batch size) was passed to a method of a "
+                "tensor the model builds inside forward (t.expand(B, -1)), which torch cannot "
+                "record: register that tensor as a buffer of the module (buffers are recorded), "
+                "or expand it with -1 against a tensor computed from the input")
+    return ""
 
 
 def _where(tracer: ValueTracer, line: str) -> str:

@@ -74,6 +74,7 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
     if not isinstance(example, Tensor):
         raise TypeError("prepare needs an example input batch (a torch.Tensor): the graph is "
                         "specialised on its shape")
+    model = compiled_source(model)
     private = private_copy(model)
     expected = reference_scores(private, example)
     decompose_attention(private)
@@ -93,6 +94,15 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
     check_reproduces(gm, example, expected, gm.lumos_origin)  # type: ignore[arg-type]
     _forget_values(gm.graph)
     return gm
+
+
+def compiled_source(model: nn.Module) -> nn.Module:
+    """The model ``torch.compile`` wrapped (same function, same parameters), else ``model``:
+    a compiled graph cannot be traced, its source can."""
+    source = getattr(model, "_orig_mod", None)
+    while type(model).__name__ == "OptimizedModule" and isinstance(source, nn.Module):
+        model, source = source, getattr(source, "_orig_mod", None)
+    return model
 
 
 def reference_scores(private: nn.Module, x: Tensor) -> Any:

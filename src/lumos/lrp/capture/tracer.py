@@ -201,7 +201,7 @@ class ValueTracer(fx.Tracer):
         self.submodule_paths[m] = ".".join(p for p in (owner_path, f"{base}_{k}") if p)
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
-        if self._plain or not isinstance(attr_val, nn.Parameter):
+        if self._plain or not isinstance(attr_val, Tensor):   # buffers too: b.expand(B, ...)
             return attr_val
         name = self._names.get(id(attr_val))
         if name is None:

@@ -30,6 +30,10 @@ def uniform_step(module: nn.Module, live: list[bool]) -> Any:
     share = 1.0 / max(1, sum(live))
 
     def step(run: Any, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
+        if not all(live):   # a factor without relevance (CP-LRP's attention weights mixed
+            flags = iter(live)   # with a parameter, a position table) passes none back
+            args = tuple(a.detach() if isinstance(a, Tensor) and not next(flags, True) else a
+                         for a in args)
         y = module(*args, **kwargs)
         if share == 1.0:
             return y

@@ -165,6 +165,8 @@ class LRP:
             if len(x) not in program.verified and \
                     self._programs.check(program, x, out) is not None:
                 return None
+            if not program.rules_checked:
+                _check_rules_forward(program, leaf, out)
             if relevance is not None and target is None:  # the start needs no target
                 start = _start(out, None, relevance)
                 score = start.reshape(len(start), -1).sum(1)
@@ -183,6 +185,21 @@ class LRP:
         layers = conservation_report(program, state, start_sum, attribution, sink_grads) \
             if explain else {}
         return attribution.detach(), score.detach(), start_sum, tgt, layers
+
+
+def _check_rules_forward(program: Program, x: Tensor, out: Tensor) -> None:
+    """Raise unless the forward pass of the rules' steps computes what the prepared graph does
+    (checked once per program): a step whose forward were wrong would explain another score."""
+    from lumos.lrp.capture.verify import relative_difference, tolerance
+
+    with torch.no_grad():
+        plain = program.gm(x.detach())
+    rel = relative_difference(out.detach(), plain)
+    if rel is not None and not rel <= tolerance(plain):
+        raise LRPUnsupportedError(
+            f"the forward pass of the LRP rules differs from the prepared model by {rel:.3g} "
+            "of the output's scale; please report it with the model's code")
+    program.rules_checked = True
 
 
 def _vanished(attribution: Tensor, start: Tensor) -> bool:

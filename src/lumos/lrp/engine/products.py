@@ -72,6 +72,8 @@ def product_step(module: Product, rule: Rule) -> Any:
         if len(tensors) != 2:   # a constant factor: the plain gradient is the rule
             return module(*args, **kwargs)
         a, b = tensors
+        if module.divide:   # a / b by a value without relevance (a norm, a normaliser)
+            b = 1.0 / b.detach()
         share_a, share_b = shares(module, rule, a, b)
         out: Tensor = _Split.apply(a, b, share_a, share_b)
         return out

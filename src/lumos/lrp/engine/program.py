@@ -22,7 +22,7 @@ from lumos.lrp.engine.dispatch import StepPlanner
 from lumos.lrp.engine.route import Tap
 from lumos.lrp.engine.sinks import add_sinks, live_nodes, sink_args
 from lumos.lrp.engine.steps import Run, Step
-from lumos.lrp.ops.attention import Scale
+from lumos.lrp.ops.attention import MatMul, Scale
 from lumos.lrp.ops.elementwise import Detached
 from lumos.lrp.ops.layers import Reshape
 from lumos.lrp.rules import Rule
@@ -40,6 +40,8 @@ class Program:
         self.batch: int | None = getattr(gm, "lumos_batch", None)
         #: Batch sizes on which the program reproduced the model.
         self.verified: set[int] = set()
+        #: Whether the rules' forward pass has been compared with the prepared graph's.
+        self.rules_checked = False
         self.nodes = list(gm.graph.nodes)
         self.output = next(n for n in self.nodes if n.op == "output")
         modules = dict(gm.named_modules())
@@ -48,7 +50,8 @@ class Program:
         self.rules: dict[str, Rule | None] = {str(n.target): r for n, r in self.node_rules.items()}
         self.live = live_nodes(self.nodes, lambda n: getattr(self.node_rules.get(n), "kind",
                                                              None) == "constant")
-        self.sink_args = sink_args(self.nodes, modules, (Scale, Reshape, Detached))
+        # a factor of a MatMul that depends on constants only is a fixed linear map: no sink
+        self.sink_args = sink_args(self.nodes, modules, (Scale, Reshape, Detached, MatMul))
         planner = StepPlanner(modules, self.node_rules, self.output, self.live.__contains__)
         self.steps: dict[fx.Node, Step] = {n: planner.step(n, self.name(n)) for n in calls}
         self.seed_is_relevance = planner.seed_is_relevance

@@ -15,7 +15,9 @@ from typing import Any
 from torch import fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph
+from lumos.lrp.capture.values import VALUE
 from lumos.lrp.ops.constants import constant_node
+from lumos.lrp.ops.elementwise import Detached, detach_node
 from lumos.lrp.ops.handlers import op_name
 from lumos.lrp.ops.layers import Difference, Resample, Reshape, Sum
 from lumos.lrp.ops.products import Product
@@ -135,14 +137,19 @@ def mul(g: PrepGraph, node: fx.Node) -> None:
 
 def div(g: PrepGraph, node: fx.Node) -> None:
     """``x / c`` by a number, a parameter or a value without relevance (a norm): a
-    :class:`Product` that gives the activation all of the relevance."""
+    :class:`Product` that gives the activation all of the relevance. ``x / y`` by an activation
+    ``y`` divides by a normaliser (linear attention's ``q k^T v / q k^T 1``): ``y`` is treated as
+    a constant, as softmax's denominator and LayerNorm's ``std`` are in CP-LRP and AttnLRP, so
+    ``x`` takes all of the relevance. ``c / y`` of an activation (a reciprocal) carries none."""
     x: Any = node.args[0]
     y: Any = node.args[1]
     if not g.is_live(x) and not g.is_live(y):
         return
-    if not g.is_live(x) or g.is_live(y):
-        raise g.error(node, f"{op_name(node)} by an activation", "divide by constants, or by "
-                      "a norm or other value without relevance")
+    if not g.is_live(x):
+        detach_node(g, node)
+        return
+    if g.is_live(y):
+        y = _normaliser(g, node, y)
     if _constant(y) is not None:
         new = g.replace(node, Product(factor=g.attrs[str(y.target)], divide=True), (x,))
     elif isinstance(y, fx.Node):
@@ -150,6 +157,26 @@ def div(g: PrepGraph, node: fx.Node) -> None:
     else:
         new = g.replace(node, Product(factor=y, divide=True), (x,))
     _inplace(g, node, x, new)
+
+
+def neg(g: PrepGraph, node: fx.Node) -> None:
+    """``-x`` (rotary embeddings' ``cat([-x2, x1])``): a product by the constant -1, whose
+    relevance stays with ``x`` (``R_x = R_y``)."""
+    x: Any = node.args[0]
+    if g.is_live(x):
+        g.replace(node, Product(factor=-1.0), (x,))
+
+
+def _identity(t: Any) -> Any:
+    return t
+
+
+def _normaliser(g: PrepGraph, node: fx.Node, y: fx.Node) -> fx.Node:
+    """``y`` through a :class:`Detached` identity: a denominator that takes no relevance."""
+    new = g.insert(node, Detached(_identity, "normaliser"), (y,), "normaliser")
+    new.meta[VALUE] = g.value(y)
+    g.detached.add(new)
+    return new
 
 
 def _constant(arg: Any) -> fx.Node | None:

@@ -125,22 +125,23 @@ def _matmul(g: PrepGraph, node: fx.Node) -> None:
         base = str(b.target).rpartition(".")[0] or node.name
         g.replace(node, layer, (a,), name=g.new_name(base))
         return
-    if _is_constant(g, a) or _is_constant(g, b):
-        raise g.error(node, f"{_name(node)} of activations and a model tensor",
-                      "multiply activations by a 2-d weight on the right (x @ W), or use "
-                      "an nn.Linear")
+    if _is_constant(g, a) and _is_constant(g, b):
+        return   # model tensors only: computed as it is
     g.replace(node, MatMul(), (a, b))
 
 
 def _einsum(g: PrepGraph, node: fx.Node) -> None:
-    """``torch.einsum(equation, a, b)`` of two activations (MaxViT's attention)."""
+    """``torch.einsum(equation, a, b)`` of two tensors, at least one an activation (MaxViT's
+    attention; relative position terms ``einsum("bhwc,hkc->bhwk", q, table)`` of SAM and
+    MViTv2). A factor computed from model tensors only takes no relevance: the product is a
+    fixed linear map of the other, which takes all of it (:func:`_matmul` likewise)."""
     equation, *operands = node.args
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = list(operands[0])
     if not isinstance(equation, str) or len(operands) != 2 or not all(
-            _is_live(g, t) for t in operands):
-        raise g.error(node, "einsum of other than two activations",
-                      "use einsum on two activations, or nn.Linear for weights")
+            g.is_tensor(t) for t in operands) or not any(_is_live(g, t) for t in operands):
+        raise g.error(node, "einsum of other than two tensors (one of them an activation)",
+                      "use einsum on two tensors, or nn.Linear for weights")
     g.replace(node, MatMul(equation=equation), tuple(operands))
 
 

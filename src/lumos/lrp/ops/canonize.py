@@ -24,12 +24,13 @@ from torch import fx, nn
 
 from lumos.lrp.capture.batchnorm import functional_batchnorm
 from lumos.lrp.capture.graph import PrepGraph, node_inputs
-from lumos.lrp.ops import arith, elementwise, norms, reductions
+from lumos.lrp.ops import arith, elementwise, norms, reductions, transposed
 from lumos.lrp.ops.attention import ATTENTION_LAYERS, transformer_functions
 from lumos.lrp.ops.constants import constant_nodes
 from lumos.lrp.ops.handlers import (
     ADVICE,
     Handler,
+    assign,
     clamp,
     concat,
     dropout,
@@ -98,6 +99,7 @@ def _table() -> dict[Any, Handler]:
     add((torch.cat, torch.concat, torch.concatenate), concat)
     add((torch.mean, "mean"), mean)
     add((operator.mul, operator.imul, torch.mul, torch.multiply, "mul", "mul_"), arith.mul)
+    add((operator.neg, torch.neg, torch.negative, "neg", "negative"), arith.neg)
     add((operator.truediv, operator.itruediv, torch.div, torch.true_divide, "div", "div_"),
         arith.div)
     add((F.batch_norm,), functional_batchnorm)
@@ -143,6 +145,7 @@ FUNCTIONS_BY_NAME: dict[str, Handler] = {
 FUNCTIONS.update(norms.FUNCTIONS)
 FUNCTIONS.update(elementwise.handlers())
 FUNCTIONS.update(reductions.handlers())
+FUNCTIONS.update(transposed.handlers())
 FUNCTIONS.update(transformer_functions(FUNCTIONS))
 
 
@@ -151,6 +154,9 @@ def canonize_functions(g: PrepGraph) -> None:
     constants = constant_nodes(g)   # computations on parameters alone stay as they are
     for node in list(g.graph.nodes):
         erased = getattr(node, "_erased", False)   # a piece of a chunk already rewritten
+        if not erased and node.op == "call_function" and node.target is operator.setitem:
+            assign(g, node)   # x[index] = v: returns None, so it reads as a shape below
+            continue
         if erased or node.op not in ("call_function", "call_method") or g.is_shape(node) \
                 or node in constants or node.target in NO_OPS:
             if not erased and node.target in NO_OPS:

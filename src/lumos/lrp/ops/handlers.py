@@ -18,7 +18,10 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph, node_inputs
-from lumos.lrp.ops.layers import Concat, Mean, Reshape, Stack
+from lumos.lrp.capture.values import DATA, DEPENDS, MUTATED, VALUE
+from lumos.lrp.ops.constants import constant_node
+from lumos.lrp.ops.layers import Assign, Concat, Mean, Reshape, Stack, Sum
+from lumos.lrp.ops.products import Product
 
 Handler = Callable[[PrepGraph, fx.Node], None]
 
@@ -114,8 +117,9 @@ def reshape(fn: Callable[..., Any] | None) -> Handler:
                           "use tensor operations")
         if fn is F.pad and _pad_value(node) not in (None, 0, 0.0, float("inf"),
                                                     -float("inf")):
-            raise g.error(node, "padding with a non-zero constant",
-                          "pad with zeros, or add the constant to the input before the model")
+            pad = node.args[1] if len(node.args) > 1 else node.kwargs["pad"]
+            pad_with_constant(g, node, x, pad, _pad_value(node))
+            return
         call = fn if fn is not None else getattr(torch.Tensor, str(node.target))
         name = op_name(node).rsplit(".", 1)[-1]
         g.replace(node, Reshape(call, name), node.args, dict(node.kwargs))
@@ -141,6 +145,61 @@ def pieces(g: PrepGraph, node: fx.Node) -> None:
         g.replace(user, Reshape(partial(_part, op=op, index=index), f"{op}[{index}]"),
                   (x, *node.args[1:]), dict(node.kwargs))
     g.graph.erase_node(node)
+
+
+def pad_with_constant(g: PrepGraph, node: fx.Node, x: Any, pad: Any, value: Any) -> None:
+    """``F.pad(x, pad, value=c)`` with ``c`` not zero: the zero-padded ``x`` plus a constant that
+    is ``c`` on the border and zero inside, so the border's relevance flows into that constant
+    (a sink) and the inside's to ``x`` (the sum rule)."""
+    example = g.value(x)
+    if isinstance(value, fx.Node) or isinstance(pad, fx.Node) or \
+            any(isinstance(p, fx.Node) for p in pad) or len(pad) // 2 >= example.dim():
+        raise g.error(node, "padding with a constant computed in the graph, or across the "
+                      "batch", "pad with a number, over the dimensions after the batch")
+    pad = tuple(int(p) for p in pad)
+    border = F.pad(torch.zeros_like(example[:1]), pad, mode="constant", value=float(value))
+    zero = g.insert(node, Reshape(partial(F.pad, pad=pad, mode="constant", value=0.0), "pad"),
+                    (x,), "pad")
+    g.replace(node, Sum(), (zero, constant_node(g, node, border, x)))
+
+
+def assign(g: PrepGraph, node: fx.Node) -> None:
+    """``x[index] = v`` into an activation: :class:`Assign` (``v`` an activation); ``v`` a number
+    or constant makes ``x * keep + c``, the kept elements of ``x`` plus a constant that holds
+    ``v`` at ``index`` and zero elsewhere, which takes the relevance of the overwritten elements
+    (a sink). Later readers of ``x`` read the result."""
+    x: Any = node.args[0]
+    index: Any = node.args[1]
+    v: Any = node.args[2]
+    if not g.is_live(x):
+        if g.is_live(v):
+            raise g.error(node, "writing activations into a model tensor (x[index] = v)",
+                          "build the tensor with torch.cat or out-of-place operations")
+        return
+    if any(g.is_tensor(n) for n in node_inputs(index)):
+        raise g.error(node, "x[index] = v indexed by tensors", "index with constants")
+    example = g.value(x)
+    if g.is_live(v):
+        new = g.replace(node, Assign(index), (x, v))
+    else:
+        if example.dim() == 0 or not _batch_whole(index):
+            raise g.error(node, "writing a constant into part of the batch",
+                          "index all samples alike (x[:, ...] = c)")
+        keep = torch.ones_like(example[:1])
+        keep[index] = 0.0
+        full = torch.zeros_like(example[:1])
+        full[index] = g.value(v) if isinstance(v, fx.Node) else v
+        kept = g.insert(node, Product(factor=keep), (x,), "keep")
+        new = g.replace(node, Sum(), (kept, constant_node(g, node, full, x)))
+    new.meta[VALUE] = example   # x after all its writes: not compared by the self-check
+    new.meta[DEPENDS], new.meta[MUTATED] = DATA, True
+    g.after_inplace(x, new)
+
+
+def _batch_whole(index: Any) -> bool:
+    """Whether ``index`` takes every sample (its first entry ``:`` or ``...``)."""
+    first = index[0] if isinstance(index, tuple) and index else index
+    return first is Ellipsis or first == slice(None)
 
 
 def _pad_value(node: fx.Node) -> Any:

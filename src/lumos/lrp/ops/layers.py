@@ -98,6 +98,31 @@ class Stack(Concat):
         return torch.stack(xs, dim=self.dim)
 
 
+class Assign(Concat):
+    """``x[index] = v`` written out of place: ``x`` with the elements at ``index`` copied from
+    ``v``. Each output element is a copy of one element of ``x`` or of ``v``, so relevance is
+    split back by position, like :class:`Concat`.
+
+    Parameters
+    ----------
+    index : Any
+        The constant index (ints, slices, ``None``, ``...``), as written in the model.
+    """
+
+    def __init__(self, index: Any) -> None:
+        super().__init__(0)
+        self.index = index
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        x, v = xs
+        y = x.clone()
+        y[self.index] = v
+        return y
+
+    def extra_repr(self) -> str:
+        return f"index={self.index!r}"
+
+
 class Reshape(nn.Module):
     """An operation that only moves, copies or zero-pads elements and does no arithmetic.
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph
+from lumos.lrp.ops.handlers import pad_with_constant
 from lumos.lrp.ops.layers import LINEAR_LAYERS, Resample, Reshape
 
 #: Padding modules that copy border elements, with their ``F.pad`` mode.
@@ -61,8 +62,9 @@ def module_to_reshape(g: PrepGraph, node: fx.Node, module: Any) -> None:
         fn = partial(torch.unflatten, dim=module.dim, sizes=module.unflattened_size)
     elif isinstance(module, nn.modules.padding._ConstantPadNd):
         if module.value != 0:
-            raise g.error(node, f"{type(module).__name__} with value={module.value}",
-                          "pad with zeros")
+            pad_with_constant(g, node, node.args[0], module.padding, module.value)
+            del g.modules[str(node.target)]
+            return
         fn = partial(F.pad, pad=tuple(module.padding), mode="constant", value=0.0)
     else:
         mode = next(m for kind, m in COPY_PADS.items() if isinstance(module, kind))
