@@ -39,9 +39,10 @@ def calibrate(model: nn.Module, side: int, channels: int = 3, seed: int = 0,
             m.reset_running_stats()
             if m.affine:
                 m.weight.uniform_(0.5, 1.5, generator=gen)
+        model.eval()   # only the BatchNorm layers learn statistics: dropout and switches
+        for m in norms:   # such as Inception's auxiliary head stay as in inference
+            m.train()
         if norms:
-            model.train()
-            model.training = False   # the top module's own switch (Inception's auxiliary head)
             for _ in range(2):
                 model(torch.randn(4, channels, side, side, generator=gen, dtype=dtype))
         model.eval()
