@@ -9,7 +9,10 @@ or hooked. Prepared programs are kept per input size (:mod:`lumos.lrp.engine.pro
 
 Relevance is finite or the call raises one clear error: a non-finite heatmap, or one that is
 zero everywhere although the explained score is not, names the first layer (from the output)
-where the relevance broke.
+where the relevance broke. A heatmap below its dtype's rounding of the score counts as zero
+when the relevance was worn away on the way (each rule's stabiliser absorbing what a layer of
+tiny activations receives, as in models at an init whose activations shrink layer by layer):
+the error names the layer that kept the smallest fraction of it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,12 @@ from lumos.lrp import composites as comp
 from lumos.lrp.engine.concepts import RelevanceHook
 from lumos.lrp.engine.program import Program
 from lumos.lrp.engine.programs import PROGRAMS_KEPT, Programs
-from lumos.lrp.engine.report import broken_layer, conservation_report, side_relevance
+from lumos.lrp.engine.report import (
+    absorbed_layer,
+    broken_layer,
+    conservation_report,
+    side_relevance,
+)
 from lumos.lrp.engine.steps import Run
 from lumos.lrp.errors import LRPUnsupportedError
 from lumos.lrp.rules import Rule, safe_ratio
@@ -122,11 +130,20 @@ class LRP:
             assert result is not None
         attribution, _, start, _, layers = result
         finite = bool(torch.isfinite(attribution).all())
-        if not finite or _vanished(attribution, start):
+        gone = _vanished(attribution, start)
+        if not finite or gone is not None:
             if not explain:
                 again = self._run(program, x, target, relevance, True, hooks)
                 layers = again[4] if again is not None else {}
             where = broken_layer(layers, finite)
+            if finite and gone is not None:
+                negligible = torch.finfo(attribution.dtype).eps
+                absorbed = absorbed_layer(layers, gone, negligible) if layers else None
+                if absorbed is not None:
+                    raise LRPUnsupportedError(_absorbed_message(
+                        program, absorbed, float(start[gone]), attribution, where))
+                if bool(attribution[gone].any()):
+                    return result   # tiny, not zero, and not worn away: the rules' answer
             if not finite or not _discards(program, where):
                 raise LRPUnsupportedError(_broken_message(finite, where))
         return result
@@ -164,10 +181,13 @@ class LRP:
         return attribution.detach(), score.detach(), start_sum, tgt, layers
 
 
-def _vanished(attribution: Tensor, start: Tensor) -> bool:
-    """Whether some sample's heatmap is exactly zero although its start relevance is not."""
-    flat = attribution.reshape(len(attribution), -1)
-    return bool(((flat == 0).all(1) & (start != 0)).any())
+def _vanished(attribution: Tensor, start: Tensor) -> int | None:
+    """The first sample whose heatmap is zero, or below its dtype's rounding of the start
+    relevance (``sum|R| <= eps |start|``), although its start relevance is not zero."""
+    total = attribution.reshape(len(attribution), -1).abs().sum(1)
+    eps = torch.finfo(attribution.dtype).eps
+    gone = ((total <= eps * start.abs()) & (start != 0)).nonzero()
+    return int(gone[0, 0]) if len(gone) else None
 
 
 def _discards(program: Program, where: str | None) -> bool:
@@ -187,6 +207,26 @@ def _broken_message(finite: bool, where: str | None) -> str:
             "by a near-zero activation (explain in float64: model.double() and x.double()), or "
             "a composite whose rules cannot pass relevance through these layers (try "
             "composites.CPLRP() or a larger epsilon)")
+
+
+def _absorbed_message(program: Program, absorbed: tuple[str, float], score: float,
+                      attribution: Tensor, cut: str | None) -> str:
+    layer, fraction = absorbed
+    rule = next((r for node, r in program.node_rules.items() if program.name(node) == layer),
+                None)
+    eps = getattr(rule, "stabilizer", None)
+    by = "its rule" if rule is None else f"{rule}" if callable(eps) or eps is None else \
+        f"{rule} with stabiliser {eps:g}"
+    zero = not bool(attribution.any())
+    what = "zero everywhere" if zero else \
+        f"below {str(attribution.dtype).removeprefix('torch.')}'s rounding everywhere"
+    at = f"; zero from '{cut}' on" if zero and cut is not None else ""
+    return (f"the LRP relevance is {what} although the explained score is not ({score:.3g}"
+            f"{at}): '{layer}' passes on only {fraction:.2g} of the relevance it receives "
+            f"({by}, which outweighs its tiny outputs). The model's activations nearly vanish "
+            "on this input (untrained weights, or layer scales initialised near zero, shrink "
+            "them layer by layer), so the rules' stabilisers absorb the relevance. Explain a "
+            "trained model, or use a composite whose epsilon is far below the activations")
 
 
 def _start(out: Tensor, score: Tensor | None, relevance: RelevanceLike) -> Tensor:
