@@ -131,19 +131,19 @@ class LRP:
         attribution, _, start, _, layers = result
         finite = bool(torch.isfinite(attribution).all())
         gone = _vanished(attribution, start)
-        if not finite or gone is not None:
+        if not finite or gone:
             if not explain:
                 again = self._run(program, x, target, relevance, True, hooks)
                 layers = again[4] if again is not None else {}
             where = broken_layer(layers, finite)
-            if finite and gone is not None:
-                negligible = torch.finfo(attribution.dtype).eps
-                absorbed = absorbed_layer(layers, gone, negligible) if layers else None
+            negligible = torch.finfo(attribution.dtype).eps
+            for i in gone if finite and layers else []:
+                absorbed = absorbed_layer(layers, i, negligible)
                 if absorbed is not None:
                     raise LRPUnsupportedError(_absorbed_message(
-                        program, absorbed, float(start[gone]), attribution, where))
-                if bool(attribution[gone].any()):
-                    return result   # tiny, not zero, and not worn away: the rules' answer
+                        program, absorbed, float(start[i]), attribution[i], where))
+            if finite and all(bool(attribution[i].any()) for i in gone):
+                return result   # tiny, not zero, and not worn away: the rules' answer
             if not finite or not _discards(program, where):
                 raise LRPUnsupportedError(_broken_message(finite, where))
         return result
@@ -181,13 +181,12 @@ class LRP:
         return attribution.detach(), score.detach(), start_sum, tgt, layers
 
 
-def _vanished(attribution: Tensor, start: Tensor) -> int | None:
-    """The first sample whose heatmap is zero, or below its dtype's rounding of the start
-    relevance (``sum|R| <= eps |start|``), although its start relevance is not zero."""
+def _vanished(attribution: Tensor, start: Tensor) -> list[int]:
+    """The samples whose heatmap is zero, or below its dtype's rounding of the start relevance
+    (``sum|R| <= eps |start|``), although their start relevance is not zero."""
     total = attribution.reshape(len(attribution), -1).abs().sum(1)
     eps = torch.finfo(attribution.dtype).eps
-    gone = ((total <= eps * start.abs()) & (start != 0)).nonzero()
-    return int(gone[0, 0]) if len(gone) else None
+    return ((total <= eps * start.abs()) & (start != 0)).nonzero()[:, 0].tolist()
 
 
 def _discards(program: Program, where: str | None) -> bool:
