@@ -119,6 +119,19 @@ def _timed(fn: Callable[[Tensor, int], Tensor], x: Tensor) -> float:
     return time.perf_counter() - start
 
 
+def _rounds(calls: dict[str, Callable[[Tensor, int], Tensor]], x: Tensor, repeats: int,
+            ) -> dict[str, list[float]]:
+    """Each call's seconds per round after one warm-up call each (lumos prepares its copy
+    there); the calls alternate within a round, so a drift in machine load hits all alike."""
+    for fn in calls.values():
+        fn(x, 1)
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(repeats):
+        for key, fn in calls.items():
+            times[key].append(_timed(fn, x))
+    return times
+
+
 def bench(name: str, repeats: int, batch: int, size: int) -> None:
     import torchvision
 
@@ -141,12 +154,7 @@ def bench(name: str, repeats: int, batch: int, size: int) -> None:
         calls["lumos"] = _lumos(model, composites.EpsilonPlus())
     else:
         calls["zennit"] = _zennit(model, name)
-    for fn in calls.values():  # warm-up (lumos prepares its copy here)
-        fn(x, 1)
-    times: dict[str, list[float]] = {key: [] for key in calls}
-    for _ in range(repeats):
-        for key, fn in calls.items():
-            times[key].append(_timed(fn, x))
+    times = _rounds(calls, x, repeats)
     med = {key: statistics.median(values) for key, values in times.items()}
 
     def ratio(key: str, base: str = "gradient") -> str:
@@ -196,12 +204,7 @@ def bench_gated(name: str, repeats: int, batch: int, size: int) -> None:
     calls = {"gradient": lambda x, t: _gradient(model, x, t),
              "gradient_cl": lambda x, t: _gradient(model_cl, x, t),
              "lumos": lambda x, t: lrp.attribute(x, target=t)}
-    for fn in calls.values():
-        fn(x, 1)
-    times: dict[str, list[float]] = {key: [] for key in calls}
-    for _ in range(repeats):
-        for key, fn in calls.items():
-            times[key].append(_timed(fn, x))
+    times = _rounds(calls, x, repeats)
     pairs = {base: [a / b for a, b in zip(times["lumos"], times[base], strict=True)]
              for base in ("gradient", "gradient_cl")}
     med = {key: statistics.median(values) for key, values in times.items()}
@@ -215,12 +218,7 @@ def bench_gated(name: str, repeats: int, batch: int, size: int) -> None:
 def _paired(calls: dict[str, Callable[[Tensor, int], Tensor]], x: Tensor, repeats: int,
             ) -> tuple[dict[str, float], dict[str, float]]:
     """Medians of each call's time, and of its ratio to the same round's gradient."""
-    for fn in calls.values():   # warm-up (lumos prepares its copy here)
-        fn(x, 1)
-    times: dict[str, list[float]] = {key: [] for key in calls}
-    for _ in range(repeats):
-        for key, fn in calls.items():
-            times[key].append(_timed(fn, x))
+    times = _rounds(calls, x, repeats)
     ratios = {key: statistics.median(a / b for a, b in zip(v, times["gradient"], strict=True))
               for key, v in times.items()}
     return {key: statistics.median(v) for key, v in times.items()}, ratios

@@ -119,14 +119,9 @@ def test_a_concept_path_splits_its_upper_concept() -> None:
     assert relative(explained.relevance, one.flatten(2).sum(2)) < 1e-3
 
 
-def test_residual_blocks_and_activations_as_the_model_computes_them() -> None:
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=4)
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(4, 3, 32, 32))
-    model = model.double().eval()
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+def test_residual_blocks_and_activations_as_the_model_computes_them(
+        resnet18_float64: tuple[nn.Module, Tensor]) -> None:
+    model, x = resnet18_float64
     seen: dict[str, Tensor] = {}
     hooks = [model.get_submodule(n).register_forward_hook(
         lambda m, i, o, n=n: seen.__setitem__(n, o.detach().clone()))

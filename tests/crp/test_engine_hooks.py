@@ -10,8 +10,7 @@ layers in one pass also let through what went around the upper layer on a residu
 from __future__ import annotations
 
 import pytest
-import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 import lumos
 from lumos.crp import CRP
@@ -25,14 +24,8 @@ def relative(got: Tensor, want: Tensor) -> float:
     return float((got - want).abs().max() / want.abs().max())
 
 
-def test_crp_equals_the_engine_hooks() -> None:
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=4)
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(4, 3, 32, 32))
-    model = model.double().eval()
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+def test_crp_equals_the_engine_hooks(resnet18_float64: tuple[nn.Module, Tensor]) -> None:
+    model, x = resnet18_float64
     composite = composites.EpsilonGammaBox(low=-3.0, high=3.0)
     crp, lrp = CRP(model, composite), lumos.LRP(model, composite)
     layer = "layer3"

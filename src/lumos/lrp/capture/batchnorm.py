@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from lumos.lrp.capture.graph import PrepGraph
+from lumos.lrp.capture.values import MUTATED, VALUE
 from lumos.lrp.ops.layers import LINEAR_LAYERS, Affine, Reshape
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
@@ -100,6 +101,9 @@ def fold_batchnorms(g: PrepGraph) -> None:
             assert isinstance(prev, fx.Node)
             layer = g.modules[str(prev.target)]
             g.modules[str(prev.target)] = _folded(layer, scale, shift)
+            if VALUE in node.meta:   # the folded layer computes the BatchNorm's output
+                prev.meta[VALUE] = node.meta[VALUE]
+                prev.meta[MUTATED] = node.meta.get(MUTATED, False)   # an in-place activation
             g.bypass(node, prev)
         else:
             dtype = bn.running_mean.dtype

@@ -64,32 +64,18 @@ def _holds_tensor(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and any(_holds_tensor(v) for v in value)
 
 
-@dataclass
-class PrepGraph:
-    """A captured model while preparation rewrites it.
+class NodeKinds:
+    """What a captured node is (see the module docstring): the classification half of
+    :class:`PrepGraph`, read by the op vocabulary's handlers and the rule assignment.
 
     Attributes
     ----------
-    graph : torch.fx.Graph
-        The graph being rewritten in place.
-    modules : dict[str, nn.Module]
-        Every module a ``call_module`` node may target, by qualified name.
-    attrs : dict[str, Any]
-        Values of ``get_attr`` nodes (parameters, buffers and folded constants).
-    origin : dict[str, str]
-        Prepared module (or constant) name → path of the user's module (or tensor) it stands for.
     detached : set of fx.Node
-        Nodes computed from the input's data only through operations without relevance
-        (kept as plain operations; nothing flows back into them).
+        Nodes computed from the input's data only through operations without relevance.
     """
 
-    graph: fx.Graph
-    modules: dict[str, nn.Module]
-    attrs: dict[str, Any]
-    origin: dict[str, str] = field(default_factory=dict)
-    detached: set[fx.Node] = field(default_factory=set)
+    detached: set[fx.Node]
 
-    # ---- classification -------------------------------------------------------------------
     def is_shape(self, node: Any) -> bool:
         """True for a Python value or a node whose value is not a tensor (sizes, dtypes)."""
         if not isinstance(node, fx.Node):
@@ -118,6 +104,32 @@ class PrepGraph:
         if isinstance(node, fx.Node):
             return node.meta.get(VALUE)
         return node
+
+
+@dataclass
+class PrepGraph(NodeKinds):
+    """A captured model while preparation rewrites it.
+
+    Attributes
+    ----------
+    graph : torch.fx.Graph
+        The graph being rewritten in place.
+    modules : dict[str, nn.Module]
+        Every module a ``call_module`` node may target, by qualified name.
+    attrs : dict[str, Any]
+        Values of ``get_attr`` nodes (parameters, buffers and folded constants).
+    origin : dict[str, str]
+        Prepared module (or constant) name → path of the user's module (or tensor) it stands for.
+    detached : set of fx.Node
+        Nodes computed from the input's data only through operations without relevance
+        (kept as plain operations; nothing flows back into them).
+    """
+
+    graph: fx.Graph
+    modules: dict[str, nn.Module]
+    attrs: dict[str, Any]
+    origin: dict[str, str] = field(default_factory=dict)
+    detached: set[fx.Node] = field(default_factory=set)
 
     # ---- provenance and errors --------------------------------------------------------------
     def path(self, node: fx.Node) -> str:
@@ -175,10 +187,7 @@ class PrepGraph:
                suffix: str) -> fx.Node:
         """A new call of ``module`` before ``node`` (an intermediate step of what ``node``
         computes: same module path and source line, no example value)."""
-        owner = self.path(node)
-        prefix = "" if owner == "<root>" else owner + "."
-        target = self.new_name(f"{prefix}lumos_{node.name}_{suffix}")
-        self.add_module(target, module, target)
+        target = self._own(node, module, f"_{suffix}")
         with self.graph.inserting_before(node):
             new = self.graph.call_module(target, args)
         new.meta = {k: v for k, v in node.meta.items() if k != VALUE}
@@ -200,11 +209,15 @@ class PrepGraph:
     def _target(self, node: fx.Node, module: nn.Module, name: str | None) -> str:
         if name is not None:
             return self.add_module(name, module, self.path(node))
+        return self._own(node, module, "")
+
+    def _own(self, node: fx.Node, module: nn.Module, suffix: str) -> str:
+        """Register a module with no module of the user behind it, named after ``node`` under
+        its owner's path: ``<owner path>.lumos_<node name><suffix>``, its own origin."""
         owner = self.path(node)
         prefix = "" if owner == "<root>" else owner + "."
-        target = self.new_name(f"{prefix}lumos_{node.name}")
-        self.add_module(target, module, target)
-        return target
+        target = self.new_name(f"{prefix}lumos_{node.name}{suffix}")
+        return self.add_module(target, module, target)
 
     def bypass(self, node: fx.Node, source: Any) -> None:
         """Remove ``node`` (an identity), its users reading ``source`` instead (which becomes

@@ -33,7 +33,7 @@ from lumos.lrp.capture.multihead import decompose_attention
 from lumos.lrp.capture.outputs import logits_of
 from lumos.lrp.capture.private import private_copy, shared_tensors, structural_copy
 from lumos.lrp.capture.values import SHAPE_META, VALUE
-from lumos.lrp.capture.verify import check_reproduces
+from lumos.lrp.capture.verify import Conditioning, check_reproduces, magnitude, sensitivity
 from lumos.lrp.errors import LRPUnsupportedError
 from lumos.lrp.ops.canonize import SUPPORTED, canonize_functions, canonize_modules, op_name
 from lumos.lrp.ops.constants import constant_nodes, materialize_constants
@@ -59,7 +59,9 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
         :data:`~lumos.lrp.ops.canonize.SUPPORTED`; each module is called by exactly one node.
         ``gm.lumos_origin`` maps each module name to the path of the user's module (or
         parameter) it stands for; ``gm.lumos_input_shape`` is the example's shape without the
-        batch dimension, ``gm.lumos_batch`` the batch size the graph is limited to (None: any).
+        batch dimension, ``gm.lumos_batch`` the batch size the graph is limited to (None: any),
+        ``gm.lumos_growth`` how much the model's arithmetic amplifies rounding on the example
+        (what the bound of later reproduction checks scales with; 1 below float64).
 
     Raises
     ------
@@ -79,6 +81,9 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
     expected = reference_scores(private, example)
     decompose_attention(private)
     g, batch_bound = capture(private, example, shared_tensors(model))
+    # before folding: the magnitudes the model itself went through
+    conditioning = Conditioning(magnitude(g.graph),
+                                sensitivity(lambda x: reference_scores(private, x), example))
     fold_constants(g)
     _one_module_per_node(g)   # first: rewriting one call's layer must not change another's
     canonize_modules(g)
@@ -91,7 +96,8 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
     gm = _build(g)
     gm.lumos_input_shape = tuple(example.shape[1:])  # type: ignore[assignment]
     gm.lumos_batch = int(example.shape[0]) if batch_bound else None  # type: ignore[assignment]
-    check_reproduces(gm, example, expected, gm.lumos_origin)  # type: ignore[arg-type]
+    gm.lumos_growth = check_reproduces(gm, example, expected,  # type: ignore[assignment]
+                                       gm.lumos_origin, conditioning)  # type: ignore[arg-type]
     _forget_values(gm.graph)
     return gm
 

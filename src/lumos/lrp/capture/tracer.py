@@ -49,7 +49,7 @@ class ValueTracer(fx.Tracer):
         super().__init__(autowrap_modules=(), autowrap_functions=())  # type: ignore[arg-type]
         self.record_stack_traces = False   # create_node records the user's line instead
         self._leaf, self._example = leaf, example
-        self._protected = {t.untyped_storage().data_ptr() for t in shared}
+        self._guard = WriteGuard(shared)
         self._plain = 0
         self._names: dict[int, str] = {}
         #: Whether Python read the batch size as a number: the graph then holds for it only.
@@ -126,19 +126,17 @@ class ValueTracer(fx.Tracer):
             return target(*args, **kwargs)   # a library function hidden from fx: traced
         if kind == "call_function" and target is not getattr and \
                 getattr(target, "__module__", None) in ("math", "builtins"):
-            scalar = lambda a: self.concrete(a, "a Python math function of a traced value") \
-                if isinstance(a, fx.Proxy) else a
-            return target(*map_aggregate(args, scalar), **map_aggregate(kwargs, scalar))
-        redirected = self._redirect(kind, target, args, kwargs)
-        if redirected is not None:
-            return redirected
+            return _on_numbers(self, target, args, kwargs)
+        plain = _shape_only(kind, target, args)
+        if plain is not None:   # x.view_as(y): recorded as x.view(y's shape)
+            return self.create_proxy(kind, plain[0], plain[1], kwargs)
         answer = V.answer_metadata(self, kind, target, args, kwargs)
         if answer is not V.NOT_META:
             return answer
         if kind == "placeholder":
             return super().create_proxy(kind, target, args, kwargs, name, type_expr)
         values = map_aggregate(args, V.value_of), map_aggregate(kwargs, V.value_of)
-        self._guard_inplace(kind, target, args, values[0])
+        self._guard.check(kind, target, args, values[0])
         with self.plainly():
             value = V.run_op(self.root, kind, target, *values)
         if value is None and not _inplace(kind, target):
@@ -147,25 +145,6 @@ class ValueTracer(fx.Tracer):
         proxy.node.meta[V.VALUE] = value
         proxy.node.meta[V.DEPENDS] = V.dependence(kind, target, args, kwargs)
         return None if value is None else proxy
-
-    def _redirect(self, kind: str, target: Any, args: tuple[Any, ...],
-                  kwargs: dict[str, Any]) -> Any:
-        """``x.view_as(y)`` and friends read only ``y``'s shape: recorded with that shape."""
-        plain = {"view_as": "view", "reshape_as": "reshape", "expand_as": "expand"}
-        if kind != "call_method" or target not in plain or len(args) != 2 or \
-                not isinstance(args[1], fx.Proxy):
-            return None
-        return self.create_proxy(kind, plain[target], (args[0], tuple(args[1].shape)), kwargs)
-
-    def _guard_inplace(self, kind: str, target: Any, args: tuple[Any, ...],
-                       values: tuple[Any, ...]) -> None:
-        if not _inplace(kind, target) or not values or not isinstance(values[0], Tensor):
-            return
-        if values[0].untyped_storage().data_ptr() in self._protected:
-            raise V.CaptureRefused("an in-place write into a parameter or buffer of the model "
-                                   "during forward", V.format_line(V.user_line()))
-        if isinstance(args[0], fx.Proxy):
-            args[0].node.meta[V.MUTATED] = True
 
     # ---- modules and attributes ------------------------------------------------------------------
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -176,7 +155,7 @@ class ValueTracer(fx.Tracer):
         if self._plain:
             return forward(*args, **kwargs)
         if self.submodule_paths is not None and m not in self.submodule_paths:
-            self._adopt(m)
+            _adopt(self, m)
         try:
             out = super().call_module(m, forward, args, kwargs)
         except Exception:
@@ -188,18 +167,6 @@ class ValueTracer(fx.Tracer):
             proxy.node.meta.setdefault(V.OUTPUTS, []).append(path)
         return out
 
-    def _adopt(self, m: nn.Module) -> None:
-        """Register a module the model builds during forward under the module that calls it."""
-        owner_path = next(reversed(self.module_stack.values()))[0] if self.module_stack else ""
-        with self.plainly():
-            owner = self.root.get_submodule(owner_path)
-            base, k = f"lumos_{type(m).__name__.lower()}", 0
-            while hasattr(owner, f"{base}_{k}"):
-                k += 1
-            owner.add_module(f"{base}_{k}", m)
-        assert self.submodule_paths is not None
-        self.submodule_paths[m] = ".".join(p for p in (owner_path, f"{base}_{k}") if p)
-
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
         if self._plain or not isinstance(attr_val, Tensor):   # buffers too: b.expand(B, ...)
             return attr_val
@@ -209,6 +176,64 @@ class ValueTracer(fx.Tracer):
         if name not in parameter_proxy_cache:
             parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
         return parameter_proxy_cache[name]
+
+
+class WriteGuard:
+    """Refuses in-place writes into the user's tensors during capture, and marks the nodes
+    whose values a later in-place operation changed (their recorded value is then stale).
+
+    Parameters
+    ----------
+    shared : list of Tensor
+        The tensors never to write to (the user's parameters and buffers).
+    """
+
+    def __init__(self, shared: list[Tensor]) -> None:
+        self._protected = {t.untyped_storage().data_ptr() for t in shared}
+
+    def check(self, kind: str, target: Any, args: tuple[Any, ...],
+              values: tuple[Any, ...]) -> None:
+        """Raise for an in-place op on a protected tensor; mark its traced operand mutated."""
+        if not _inplace(kind, target) or not values or not isinstance(values[0], Tensor):
+            return
+        if values[0].untyped_storage().data_ptr() in self._protected:
+            raise V.CaptureRefused("an in-place write into a parameter or buffer of the model "
+                                   "during forward", V.format_line(V.user_line()))
+        if isinstance(args[0], fx.Proxy):
+            args[0].node.meta[V.MUTATED] = True
+
+
+def _on_numbers(tracer: ValueTracer, target: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+    """A ``math`` or builtin function called on traced values: run on the example's numbers."""
+    scalar = lambda a: tracer.concrete(a, "a Python math function of a traced value") \
+        if isinstance(a, fx.Proxy) else a
+    return target(*map_aggregate(args, scalar), **map_aggregate(kwargs, scalar))
+
+
+def _shape_only(kind: str, target: Any,
+                args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]] | None:
+    """``x.view_as(y)`` and friends read only ``y``'s shape: the plain method and its arguments
+    (``x.view(y.shape)``); None for other calls."""
+    plain = {"view_as": "view", "reshape_as": "reshape", "expand_as": "expand"}
+    if kind != "call_method" or target not in plain or len(args) != 2 or \
+            not isinstance(args[1], fx.Proxy):
+        return None
+    return plain[target], (args[0], tuple(args[1].shape))
+
+
+def _adopt(tracer: ValueTracer, m: nn.Module) -> None:
+    """Register a module the model builds during forward under the module that calls it."""
+    stack = tracer.module_stack
+    owner_path = next(reversed(stack.values()))[0] if stack else ""
+    with tracer.plainly():
+        owner = tracer.root.get_submodule(owner_path)
+        base, k = f"lumos_{type(m).__name__.lower()}", 0
+        while hasattr(owner, f"{base}_{k}"):
+            k += 1
+        owner.add_module(f"{base}_{k}", m)
+    assert tracer.submodule_paths is not None
+    tracer.submodule_paths[m] = ".".join(p for p in (owner_path, f"{base}_{k}") if p)
 
 
 def _inplace(kind: str, target: Any) -> bool:

@@ -1,14 +1,22 @@
 """The guard that a prepared model reproduces the model, and where it first does not.
 
-Folding reorders float arithmetic, so the bound depends on precision: a wrong graph differs by
-O(1) of the output's scale, rounding by far less. When the output differs, the prepared graph is
-run node by node and each node that stands for a captured one is compared with the value the
-capture saw there; the first that differs is named in the error (its module path, source line
-and relative difference).
+Folding reorders float arithmetic, so the prepared graph and the model differ by rounding; a
+wrong graph (a lost branch) differs by what the branch adds. In float64 the bound follows how
+badly the model's own arithmetic is conditioned on the example (:class:`Conditioning`): rounding
+moves the output by a few units of the epsilon times the larger of (a) the largest intermediate
+value over the output's scale (activations of 1e7 that a BatchNorm brings back to order 1) and
+(b) how much the output moves relative to its scale per unit of relative change of the input
+(deep random networks amplify any perturbation, rounding included). A model that stays near its
+output's scale is checked to ~1e-12 of it; badly conditioned ones get what they need. When the
+output differs, the prepared graph is run node by node and each node that stands for a captured
+one is compared with the value the capture saw there; the first that differs is named in the
+error (its module path, source line and relative difference).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,19 +25,93 @@ from torch import Tensor, fx
 from lumos.lrp.capture.values import MUTATED, SOURCE, VALUE, format_line
 from lumos.lrp.errors import LRPUnsupportedError
 
+#: Units of float64's epsilon allowed per unit of growth (see :func:`tolerance`).
+ROUNDING_UNITS = 1000.0
+#: The loosest float64 bound, whatever the growth: float32's.
+FLOAT64_CAP = 1e-3
+#: The relative change of the input by which :func:`sensitivity` probes the model, in units of
+#: the dtype's epsilon: far above rounding, far below where a network stops being linear.
+PROBE_UNITS = 1e4
 
-def tolerance(t: Tensor) -> float:
-    """Allowed error relative to the output's scale, for ``t``'s dtype and device.
 
-    float64 allows 1e-5: deep networks whose activations grow by orders of magnitude (BatchNorm
-    without its mean, as in the conservation tests) cancel so much that a folded BatchNorm moves
-    the output by a few 1e-6 of its scale; a lost branch moves it by far more."""
+def tolerance(t: Tensor, growth: float = 1.0) -> float:
+    """Allowed ``max|difference|`` relative to ``max|t|``, for ``t``'s dtype and device.
+
+    Parameters
+    ----------
+    t : Tensor
+        The value compared (the output, or one node's value).
+    growth : float
+        How much the model's arithmetic amplifies rounding relative to ``max|t|``
+        (:meth:`Conditioning.growth`); 1 when unknown.
+
+    In float64: :data:`ROUNDING_UNITS` times the epsilon times ``max(growth, 1)``, at most
+    :data:`FLOAT64_CAP`. Lower precisions keep fixed bounds (1e-3 in float32; 5e-2 in half
+    precision or TF32)."""
     if t.dtype == torch.float64:
-        return 1e-5
+        return min(FLOAT64_CAP, ROUNDING_UNITS * torch.finfo(t.dtype).eps * max(growth, 1.0))
     low = t.dtype in (torch.float16, torch.bfloat16)
     tf32 = t.device.type == "cuda" and (torch.backends.cudnn.allow_tf32
                                         or torch.backends.cuda.matmul.allow_tf32)
     return 5e-2 if low or tf32 else 1e-3
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """How much a model's arithmetic on the example amplifies rounding (see the module
+    docstring).
+
+    Attributes
+    ----------
+    largest : float
+        The largest ``|value|`` of a floating-point tensor the capture recorded.
+    sensitivity : float
+        ``max|f(x') - f(x)| / max|f(x)|`` over the relative change from ``x`` to ``x'``
+        (:func:`sensitivity`).
+    """
+
+    largest: float = 0.0
+    sensitivity: float = 1.0
+
+    def growth(self, t: Tensor) -> float:
+        """The growth by which :func:`tolerance` scales for a value ``t`` of the program."""
+        scale = float(t.detach().abs().max()) if t.is_floating_point() and t.numel() else 0.0
+        return max(self.sensitivity, self.largest / scale if scale > 0 else 1.0, 1.0)
+
+
+def magnitude(graph: fx.Graph) -> float:
+    """The largest ``|value|`` of a floating-point tensor among the example's values that the
+    nodes of a capture carry (0.0 when none)."""
+    largest = 0.0
+    for node in graph.nodes:
+        for value in _tensors(node.meta.get(VALUE)):
+            if value.is_floating_point() and value.numel():
+                largest = max(largest, float(value.detach().abs().max()))
+    return largest
+
+
+def _tensors(value: Any) -> list[Tensor]:
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def sensitivity(scores: Callable[[Tensor], Any], example: Tensor) -> float:
+    """How much ``scores`` (the model) moves relative to its scale per unit of relative change
+    of ``example``: each element scaled by ``1 +- PROBE_UNITS * eps`` (fixed random signs).
+    Measured in float64 only (1.0 otherwise: lower precisions have fixed bounds)."""
+    if example.dtype != torch.float64:
+        return 1.0
+    delta = PROBE_UNITS * torch.finfo(example.dtype).eps
+    signs = torch.randint(0, 2, example.shape, generator=torch.Generator().manual_seed(0))
+    probe = example * (1 + delta * (2 * signs - 1).to(example))
+    base, moved = scores(example), scores(probe)
+    if not (isinstance(base, Tensor) and isinstance(moved, Tensor)) or not base.numel():
+        return 1.0
+    scale = float(base.abs().max())
+    return float((moved - base).abs().max()) / (delta * scale) if scale > 0 else 1.0
 
 
 def relative_difference(got: Any, want: Any) -> float | None:
@@ -46,29 +128,34 @@ def relative_difference(got: Any, want: Any) -> float | None:
 
 
 def check_reproduces(gm: fx.GraphModule, example: Tensor, expected: Any,
-                     origin: dict[str, str]) -> None:
+                     origin: dict[str, str], conditioning: Conditioning | None = None) -> float:
     """Raise when ``gm`` does not compute ``expected`` (the eval-mode model's scores) on
-    ``example``, naming by how much and the first node whose output differs."""
+    ``example``, naming by how much and the first node whose output differs. Returns the
+    output's growth (:meth:`Conditioning.growth`), by which later checks of the same graph
+    scale their bound."""
+    conditioning = conditioning or Conditioning()
     with torch.no_grad():
         got = gm(example)
     if not isinstance(expected, Tensor):
-        return
+        return 1.0
+    growth = conditioning.growth(expected)
     rel = relative_difference(got, expected)
-    if rel is not None and rel <= tolerance(expected):
-        return
+    if rel is not None and rel <= tolerance(expected, growth):
+        return growth
     how = (f"shape {tuple(got.shape)} instead of {tuple(expected.shape)}"
            if isinstance(got, Tensor) and got.shape != expected.shape
            else f"a largest difference of {rel:.3g} of the output's scale (allowed "
-                f"{tolerance(expected):.0e})")
+                f"{tolerance(expected, growth):.1e})")
     raise LRPUnsupportedError(
         f"the prepared model does not reproduce the model's output on the example: {how}"
-        f"{first_difference(gm, example, origin)}. Please report it with the model's code; "
-        "meanwhile the model cannot be explained with LRP")
+        f"{first_difference(gm, example, origin, conditioning)}. Please report it with the "
+        "model's code; meanwhile the model cannot be explained with LRP")
 
 
-def first_difference(gm: fx.GraphModule, example: Tensor, origin: dict[str, str]) -> str:
+def first_difference(gm: fx.GraphModule, example: Tensor, origin: dict[str, str],
+                     conditioning: Conditioning | None = None) -> str:
     """``"; the first node that differs is ..."`` (empty when every node agrees)."""
-    interpreter = _Recorder(gm, origin)
+    interpreter = _Recorder(gm, origin, conditioning or Conditioning())
     with torch.no_grad():
         try:
             interpreter.run(example)
@@ -81,9 +168,10 @@ class _Recorder(fx.Interpreter):
     """Runs a prepared graph and remembers the first node whose value differs from the one
     the capture saw."""
 
-    def __init__(self, gm: fx.GraphModule, origin: dict[str, str]) -> None:
+    def __init__(self, gm: fx.GraphModule, origin: dict[str, str],
+                 conditioning: Conditioning) -> None:
         super().__init__(gm)
-        self.origin, self.found, self.last = origin, "", "<input>"
+        self.origin, self.conditioning, self.found, self.last = origin, conditioning, "", "<input>"
 
     def run_node(self, n: fx.Node) -> Any:
         self.last = self._describe(n)
@@ -91,7 +179,7 @@ class _Recorder(fx.Interpreter):
         if not self.found and VALUE in n.meta and not n.meta.get(MUTATED):
             rel = relative_difference(out, n.meta[VALUE])
             want = n.meta[VALUE]
-            if rel is not None and rel > tolerance(want):
+            if rel is not None and rel > tolerance(want, self.conditioning.growth(want)):
                 self.found = (f"; the first node that differs is {self._describe(n)}, by "
                               f"{rel:.3g} of its scale")
         return out
@@ -103,4 +191,5 @@ class _Recorder(fx.Interpreter):
         return what + (f" ({line})" if line else "")
 
 
-__all__ = ["check_reproduces", "first_difference", "relative_difference", "tolerance"]
+__all__ = ["FLOAT64_CAP", "PROBE_UNITS", "ROUNDING_UNITS", "Conditioning", "check_reproduces",
+           "first_difference", "magnitude", "relative_difference", "sensitivity", "tolerance"]

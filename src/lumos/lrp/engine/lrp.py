@@ -9,7 +9,10 @@ or hooked. Prepared programs are kept per input size (:mod:`lumos.lrp.engine.pro
 
 Relevance is finite or the call raises one clear error: a non-finite heatmap, or one that is
 zero everywhere although the explained score is not, names the first layer (from the output)
-where the relevance broke.
+where the relevance broke. A heatmap below its dtype's rounding of the score counts as zero
+when the relevance was worn away on the way (each rule's stabiliser absorbing what a layer of
+tiny activations receives, as in models at an init whose activations shrink layer by layer):
+the error names the layer that kept the smallest fraction of it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,12 @@ from lumos.lrp import composites as comp
 from lumos.lrp.engine.concepts import RelevanceHook
 from lumos.lrp.engine.program import Program
 from lumos.lrp.engine.programs import PROGRAMS_KEPT, Programs
-from lumos.lrp.engine.report import broken_layer, conservation_report, side_relevance
+from lumos.lrp.engine.report import (
+    absorbed_layer,
+    broken_layer,
+    conservation_report,
+    side_relevance,
+)
 from lumos.lrp.engine.steps import Run
 from lumos.lrp.errors import LRPUnsupportedError
 from lumos.lrp.rules import Rule, safe_ratio
@@ -122,25 +130,39 @@ class LRP:
             assert result is not None
         attribution, _, start, _, layers = result
         finite = bool(torch.isfinite(attribution).all())
-        if not finite or _vanished(attribution, start):
+        gone = _vanished(attribution, start)
+        if not finite or gone:
+            rows: list[int] | None = None   # the report's rows: every sample
             if not explain:
-                layers = self._report_broken(program, x, target, relevance, hooks,
-                                             attribution, start)
+                layers, rows = self._report_broken(program, x, target, relevance, hooks,
+                                                   attribution, gone)
             where = broken_layer(layers, finite)
+            negligible = torch.finfo(attribution.dtype).eps
+            for i in gone if finite and layers else []:
+                absorbed = absorbed_layer(layers, i if rows is None else rows.index(i),
+                                          negligible)
+                if absorbed is not None:
+                    raise LRPUnsupportedError(_absorbed_message(
+                        program, absorbed, float(start[i]), attribution[i], where))
+            if finite and all(bool(attribution[i].any()) for i in gone):
+                return result   # tiny, not zero, and not worn away: the rules' answer
             if not finite or not _discards(program, where):
                 raise LRPUnsupportedError(_broken_message(finite, where))
         return result
 
     def _report_broken(self, program: Program, x: Tensor, target: TargetLike,
                        relevance: RelevanceLike, hooks: Mapping[str, RelevanceHook] | None,
-                       attribution: Tensor, start: Tensor) -> dict[str, Tensor]:
-        """The per-layer report that names where relevance broke: from a rerun of the broken
-        samples alone where that is the same computation (class-index or no target, the
-        default start, no hooks; a batch with every sample broken, or a program that does not
-        reproduce the model at the smaller batch size, reruns whole). Metrics explain digits
-        translated out of view, say: one blank image must not cost its whole batch twice."""
+                       attribution: Tensor, gone: list[int]
+                       ) -> tuple[dict[str, Tensor], list[int] | None]:
+        """The per-layer report that names where relevance broke, and the samples its rows
+        are (None: every sample). From a rerun of the broken samples (not finite, or ``gone``)
+        alone where that is the same computation (class-index or no target, the default start,
+        no hooks; a batch with every sample broken, or a program that does not reproduce the
+        model at the smaller batch size, reruns whole). Metrics explain digits translated out
+        of view, say: one blank image must not cost its whole batch twice."""
         flat = attribution.reshape(len(attribution), -1)
-        broken = ~torch.isfinite(flat).all(1) | ((flat == 0).all(1) & (start != 0))
+        broken = ~torch.isfinite(flat).all(1)
+        broken[gone] = True
         if hooks is None and relevance is None and not callable(target) \
                 and bool(broken.any()) and not bool(broken.all()):
             rows = broken.nonzero()[:, 0]
@@ -148,9 +170,9 @@ class LRP:
             subset = None if index is None else index[rows.cpu()]
             again = self._run(program, x[rows.to(x.device)], subset, None, True, None)
             if again is not None:
-                return again[4]
+                return again[4], rows.tolist()
         again = self._run(program, x, target, relevance, True, hooks)
-        return again[4] if again is not None else {}
+        return (again[4] if again is not None else {}), None
 
     def _run(self, program: Program, x: Tensor, target: TargetLike, relevance: RelevanceLike,
              explain: bool, hooks: Mapping[str, RelevanceHook] | None) -> _Result | None:
@@ -195,17 +217,20 @@ def _check_rules_forward(program: Program, x: Tensor, out: Tensor) -> None:
     with torch.no_grad():
         plain = program.gm(x.detach())
     rel = relative_difference(out.detach(), plain)
-    if rel is not None and not rel <= tolerance(plain):
+    growth = float(getattr(program.gm, "lumos_growth", 1.0))
+    if rel is not None and not rel <= tolerance(plain, growth):
         raise LRPUnsupportedError(
             f"the forward pass of the LRP rules differs from the prepared model by {rel:.3g} "
             "of the output's scale; please report it with the model's code")
     program.rules_checked = True
 
 
-def _vanished(attribution: Tensor, start: Tensor) -> bool:
-    """Whether some sample's heatmap is exactly zero although its start relevance is not."""
-    flat = attribution.reshape(len(attribution), -1)
-    return bool(((flat == 0).all(1) & (start != 0)).any())
+def _vanished(attribution: Tensor, start: Tensor) -> list[int]:
+    """The samples whose heatmap is zero, or below its dtype's rounding of the start relevance
+    (``sum|R| <= eps |start|``), although their start relevance is not zero."""
+    total = attribution.reshape(len(attribution), -1).abs().sum(1)
+    eps = torch.finfo(attribution.dtype).eps
+    return ((total <= eps * start.abs()) & (start != 0)).nonzero()[:, 0].tolist()
 
 
 def _discards(program: Program, where: str | None) -> bool:
@@ -225,6 +250,26 @@ def _broken_message(finite: bool, where: str | None) -> str:
             "by a near-zero activation (explain in float64: model.double() and x.double()), or "
             "a composite whose rules cannot pass relevance through these layers (try "
             "composites.CPLRP() or a larger epsilon)")
+
+
+def _absorbed_message(program: Program, absorbed: tuple[str, float], score: float,
+                      attribution: Tensor, cut: str | None) -> str:
+    layer, fraction = absorbed
+    rule = next((r for node, r in program.node_rules.items() if program.name(node) == layer),
+                None)
+    eps = getattr(rule, "stabilizer", None)
+    by = "its rule" if rule is None else f"{rule}" if callable(eps) or eps is None else \
+        f"{rule} with stabiliser {eps:g}"
+    zero = not bool(attribution.any())
+    what = "zero everywhere" if zero else \
+        f"below {str(attribution.dtype).removeprefix('torch.')}'s rounding everywhere"
+    at = f"; zero from '{cut}' on" if zero and cut is not None else ""
+    return (f"the LRP relevance is {what} although the explained score is not ({score:.3g}"
+            f"{at}): '{layer}' passes on only {fraction:.2g} of the relevance it receives "
+            f"({by}, which outweighs its tiny outputs). The model's activations nearly vanish "
+            "on this input (untrained weights, or layer scales initialised near zero, shrink "
+            "them layer by layer), so the rules' stabilisers absorb the relevance. Explain a "
+            "trained model, or use a composite whose epsilon is far below the activations")
 
 
 def _start(out: Tensor, score: Tensor | None, relevance: RelevanceLike) -> Tensor:

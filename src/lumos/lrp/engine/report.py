@@ -42,6 +42,27 @@ def broken_layer(layers: dict[str, Tensor], finite: bool) -> str | None:
     return names[last + 1] if last + 1 < len(names) and names[last + 1] != "input" else None
 
 
+def absorbed_layer(layers: dict[str, Tensor], sample: int,
+                   negligible: float) -> tuple[str, float] | None:
+    """Where one sample's relevance was worn away rather than cut: walking from the output, the
+    layer passing on the smallest fraction of what it receives, up to the first layer whose
+    relevance is below ``negligible`` times the output's but not zero (``(name, fraction)``).
+    None when the relevance never becomes negligible, or drops from a sizeable value straight
+    to exactly zero (a cut, which :func:`broken_layer` locates)."""
+    total = float(layers["output"][sample].abs())
+    names = [k for k in layers if k != "output" and not k.endswith("(sink)")]
+    previous, worst = total, None
+    for name in names:
+        current = float(layers[name][sample].abs())
+        fraction = current / previous if previous > 0 else 1.0
+        if worst is None or fraction < worst[1]:
+            worst = (name, fraction)
+        if current <= negligible * total:
+            return worst if current > 0 else None
+        previous = current
+    return None
+
+
 def conservation_report(program: Any, state: Any, start: Tensor, attribution: Tensor,
                         sink_grads: Sequence[Tensor | None]) -> dict[str, Tensor]:
     """Per-layer relevance sums, from the output to the input, and the sinks (see

@@ -88,7 +88,7 @@ class RuleLayer:
                                          self.relu_after)
         planned = self._plans[pos_only]
         if planned is not None:
-            return value, self._signed_forward(planned, x, z, value)
+            return value, _planned_forward(self, planned, x, z, value)
         p: Tensor | None = None
         dens: list[Tensor | None] = [None] * len(rule.masks)
         inputs: dict[Term, Tensor | None] = {}
@@ -120,53 +120,10 @@ class RuleLayer:
             prev = dens[term.group]
             dens[term.group] = out if prev is None else prev + out
         scales = [None if d is None else torch.div(value, d, out=d) if i == stable
-                  else self._scale(d, value, mask)
+                  else _scale(self, d, value, mask)
                   for i, (d, mask) in enumerate(zip(dens, self.masks, strict=True))]
         return value, {"x": x, "scales": scales, "inputs": inputs,
                        "zplus": None if pair is None else pair[0].group}
-
-    def _signed_forward(self, planned: Plan, x: Tensor, z: Tensor, value: Tensor
-                        ) -> dict[str, Any]:
-        """What :meth:`backward` needs, for a rule that :func:`plan` accepted."""
-        op, eps = self.op, float(self.rule.stabilizer)  # type: ignore[arg-type]
-        p: Tensor | None = None
-        if any(c != 0.0 for *_, c in planned.groups):
-            bias = op.param("bias", POSITIVE) if planned.shift is None else \
-                self.terms.shifted_bias(planned.shift)
-            p = op.forward(x, weight(op, POSITIVE), bias)
-        scales: list[Tensor | None] = [None] * len(self.rule.masks)
-        inputs: dict[Term, Tensor] = {}
-        for group, term, sign, a, c in planned.groups:
-            # the outputs the group explains (the fused ReLU's output is already that part)
-            part = z.clamp(max=0) if sign < 0 else value if self.fuse_relu else z.clamp(min=0)
-            if c == 0.0:
-                den = part * a + sign * eps if a != 1.0 else part + sign * eps
-            else:
-                assert p is not None
-                den = p * c if a == 0.0 else torch.add(part, p, alpha=c) if a == 1.0 else \
-                    torch.add(part * a, p, alpha=c)
-                if planned.shift is None:
-                    den.add_(sign * eps)
-            scales[group] = torch.div(part, den, out=den)  # den is a fresh tensor
-            inputs[term] = x
-        return {"x": x, "scales": scales, "inputs": inputs}
-
-    def _scale(self, d: Tensor, z: Tensor, mask: str | None) -> Tensor | EpsilonShare | float:
-        eps = self.rule.stabilizer
-        exact = not callable(eps) and eps == 0   # LRP-0: a zero denominator passes nothing
-        plain = d is z and mask is None and not self.relevance_in
-        if plain and exact:
-            return 1.0   # LRP-0 on the layer's own output is its gradient
-        if plain and not callable(eps):
-            return EpsilonShare(z, float(eps))  # plain epsilon: z / (z + eps sign z)
-        den = d if exact else stabilize(d, eps)
-        if self.relevance_in:
-            scale = safe_ratio(torch.ones_like(den), den) if exact else den.reciprocal()
-            return scale if mask is None else torch.where(z > 0 if mask == "pos" else z < 0,
-                                                          scale, 0.0)
-        if mask is not None:  # the mask folded into the numerator: one pass
-            z = z.clamp(min=0) if mask == "pos" else z.clamp(max=0)
-        return (z / den).nan_to_num_(0.0) if exact else z / den
 
     # backward ------------------------------------------------------------------------------
     def backward(self, saved: dict[str, Any], g: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -198,6 +155,55 @@ class RuleLayer:
                     part = inp * grad
                     side = part if side is None else side + part
         return by_sign(x, parts), side
+
+
+def _planned_forward(layer: RuleLayer, planned: Plan, x: Tensor, z: Tensor, value: Tensor
+                     ) -> dict[str, Any]:
+    """What :meth:`RuleLayer.backward` needs, for a rule that :func:`plan` accepted: each group's
+    scale from ``z`` and at most one extra pass with positive weights."""
+    op, eps = layer.op, float(layer.rule.stabilizer)  # type: ignore[arg-type]
+    p: Tensor | None = None
+    if any(c != 0.0 for *_, c in planned.groups):
+        bias = op.param("bias", POSITIVE) if planned.shift is None else \
+            layer.terms.shifted_bias(planned.shift)
+        p = op.forward(x, weight(op, POSITIVE), bias)
+    scales: list[Tensor | None] = [None] * len(layer.rule.masks)
+    inputs: dict[Term, Tensor] = {}
+    for group, term, sign, a, c in planned.groups:
+        # the outputs the group explains (the fused ReLU's output is already that part)
+        part = z.clamp(max=0) if sign < 0 else value if layer.fuse_relu else z.clamp(min=0)
+        if c == 0.0:
+            den = part * a + sign * eps if a != 1.0 else part + sign * eps
+        else:
+            assert p is not None
+            den = p * c if a == 0.0 else torch.add(part, p, alpha=c) if a == 1.0 else \
+                torch.add(part * a, p, alpha=c)
+            if planned.shift is None:
+                den.add_(sign * eps)
+        scales[group] = torch.div(part, den, out=den)  # den is a fresh tensor
+        inputs[term] = x
+    return {"x": x, "scales": scales, "inputs": inputs}
+
+
+def _scale(layer: RuleLayer, d: Tensor, z: Tensor, mask: str | None
+           ) -> Tensor | EpsilonShare | float:
+    """The factor turning a group's incoming value into its share: ``z / stabilise(d)``, masked
+    to the outputs the group explains (1.0 or an :class:`EpsilonShare` where that is cheaper)."""
+    eps = layer.rule.stabilizer
+    exact = not callable(eps) and eps == 0   # LRP-0: a zero denominator passes nothing
+    plain = d is z and mask is None and not layer.relevance_in
+    if plain and exact:
+        return 1.0   # LRP-0 on the layer's own output is its gradient
+    if plain and not callable(eps):
+        return EpsilonShare(z, float(eps))  # plain epsilon: z / (z + eps sign z)
+    den = d if exact else stabilize(d, eps)
+    if layer.relevance_in:
+        scale = safe_ratio(torch.ones_like(den), den) if exact else den.reciprocal()
+        return scale if mask is None else torch.where(z > 0 if mask == "pos" else z < 0,
+                                                      scale, 0.0)
+    if mask is not None:  # the mask folded into the numerator: one pass
+        z = z.clamp(min=0) if mask == "pos" else z.clamp(max=0)
+    return (z / den).nan_to_num_(0.0) if exact else z / den
 
 
 def _term_input(kind: str, x: Tensor) -> Tensor:
