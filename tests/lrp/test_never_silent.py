@@ -146,6 +146,20 @@ def test_relevance_worn_away_by_stabilisers_raises_naming_the_layer(
     assert bool(torch.isfinite(relevance).all()) and bool(relevance.abs().sum() > 0)
 
 
+def test_one_worn_away_sample_in_a_batch_is_named_from_its_own_rerun() -> None:
+    """Only the broken sample is rerun for the report; its row is found again in the batch."""
+    torch.manual_seed(0)
+    model = Shrinking().double().eval()
+    with torch.no_grad():
+        model.head.bias.zero_()
+        for scale in model.scales:
+            scale.fill_(1.0)
+    x = torch.rand(3, 3, 8, 8, dtype=torch.float64)
+    x[2] *= 1e-30   # activations and logits of ~1e-30: the stabilisers take all of it
+    with untouched(model), pytest.raises(LRPUnsupportedError, match=r"'head' passes on only"):
+        lumos.LRP(model, composites.EpsilonPlus()).attribute(x, target=0)
+
+
 @pytest.mark.slow
 def test_timm_mobilenetv4_hybrid_medium_at_its_init_raises() -> None:
     timm = pytest.importorskip("timm")

@@ -134,7 +134,7 @@ class LRP:
         if not finite or gone:
             rows: list[int] | None = None   # the report's rows: every sample
             if not explain:
-                layers, rows = self._report_broken(program, x, target, relevance, hooks,
+                layers, rows = _report_broken(self, program, x, target, relevance, hooks,
                                                    attribution, gone)
             where = broken_layer(layers, finite)
             negligible = torch.finfo(attribution.dtype).eps
@@ -149,30 +149,6 @@ class LRP:
             if not finite or not _discards(program, where):
                 raise LRPUnsupportedError(_broken_message(finite, where))
         return result
-
-    def _report_broken(self, program: Program, x: Tensor, target: TargetLike,
-                       relevance: RelevanceLike, hooks: Mapping[str, RelevanceHook] | None,
-                       attribution: Tensor, gone: list[int]
-                       ) -> tuple[dict[str, Tensor], list[int] | None]:
-        """The per-layer report that names where relevance broke, and the samples its rows
-        are (None: every sample). From a rerun of the broken samples (not finite, or ``gone``)
-        alone where that is the same computation (class-index or no target, the default start,
-        no hooks; a batch with every sample broken, or a program that does not reproduce the
-        model at the smaller batch size, reruns whole). Metrics explain digits translated out
-        of view, say: one blank image must not cost its whole batch twice."""
-        flat = attribution.reshape(len(attribution), -1)
-        broken = ~torch.isfinite(flat).all(1)
-        broken[gone] = True
-        if hooks is None and relevance is None and not callable(target) \
-                and bool(broken.any()) and not bool(broken.all()):
-            rows = broken.nonzero()[:, 0]
-            index = Target(target, len(x)).index
-            subset = None if index is None else index[rows.cpu()]
-            again = self._run(program, x[rows.to(x.device)], subset, None, True, None)
-            if again is not None:
-                return again[4], rows.tolist()
-        again = self._run(program, x, target, relevance, True, hooks)
-        return (again[4] if again is not None else {}), None
 
     def _run(self, program: Program, x: Tensor, target: TargetLike, relevance: RelevanceLike,
              explain: bool, hooks: Mapping[str, RelevanceHook] | None) -> _Result | None:
@@ -207,6 +183,31 @@ class LRP:
         layers = conservation_report(program, state, start_sum, attribution, sink_grads) \
             if explain else {}
         return attribution.detach(), score.detach(), start_sum, tgt, layers
+
+
+def _report_broken(lrp: LRP, program: Program, x: Tensor, target: TargetLike,
+                   relevance: RelevanceLike, hooks: Mapping[str, RelevanceHook] | None,
+                   attribution: Tensor, gone: list[int]
+                   ) -> tuple[dict[str, Tensor], list[int] | None]:
+    """The per-layer report that names where relevance broke, and the samples its rows
+    are (None: every sample). From a rerun of the broken samples (not finite, or ``gone``)
+    alone where that is the same computation (class-index or no target, the default start,
+    no hooks; a batch with every sample broken, or a program that does not reproduce the
+    model at the smaller batch size, reruns whole). Metrics explain digits translated out
+    of view, say: one blank image must not cost its whole batch twice."""
+    flat = attribution.reshape(len(attribution), -1)
+    broken = ~torch.isfinite(flat).all(1)
+    broken[gone] = True
+    if hooks is None and relevance is None and not callable(target) \
+            and bool(broken.any()) and not bool(broken.all()):
+        rows = broken.nonzero()[:, 0]
+        index = Target(target, len(x)).index
+        subset = None if index is None else index[rows.cpu()]
+        again = lrp._run(program, x[rows.to(x.device)], subset, None, True, None)
+        if again is not None:
+            return again[4], rows.tolist()
+    again = lrp._run(program, x, target, relevance, True, hooks)
+    return (again[4] if again is not None else {}), None
 
 
 def _check_rules_forward(program: Program, x: Tensor, out: Tensor) -> None:
