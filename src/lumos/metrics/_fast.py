@@ -104,15 +104,10 @@ def _build(model: nn.Module, x: Tensor) -> nn.Module | None:
     fast.to(memory_format=torch.channels_last)
     for p in fast.parameters():
         p.requires_grad_(False)
-    probe = x[:_PROBE]
-    with torch.inference_mode():
-        try:
-            expected, got = model(probe), fast(probe)
-        except Exception:
-            return None
-    if not (isinstance(expected, Tensor) and isinstance(got, Tensor)
-            and got.shape == expected.shape and got.dtype == expected.dtype):
+    outputs = _on_probe(model, fast, x)
+    if outputs is None or outputs[1].dtype != outputs[0].dtype:
         return None
+    expected, got = outputs
     scale = float(expected.abs().amax()) if expected.numel() else 0.0
     if not torch.allclose(got, expected, rtol=RTOL, atol=RTOL * max(scale, 1e-6)):
         return None
@@ -187,14 +182,8 @@ def _build_exact(model: nn.Module, x: Tensor) -> nn.Module | None:
         return None
     for p in exact.parameters():
         p.requires_grad_(False)
-    probe = x[:_PROBE]
-    with torch.inference_mode():
-        try:
-            expected, got = model(probe), exact(probe)
-        except Exception:
-            return None
-    if not (isinstance(expected, Tensor) and isinstance(got, Tensor)
-            and got.shape == expected.shape and torch.equal(got, expected)):
+    outputs = _on_probe(model, exact, x)
+    if outputs is None or not torch.equal(outputs[1], outputs[0]):
         return None
     return exact
 
@@ -211,3 +200,18 @@ def exact_model(model: nn.Module, x: Tensor) -> nn.Module:
         hit = (key, _build_exact(model, x))
         _exact_cache[model] = hit
     return hit[1] if hit[1] is not None else model
+
+
+def _on_probe(model: nn.Module, candidate: nn.Module, x: Tensor) -> tuple[Tensor, Tensor] | None:
+    """The model's and ``candidate``'s outputs on the first inputs of ``x``; None when either fails
+    or they are not tensors of one shape."""
+    probe = x[:_PROBE]
+    with torch.inference_mode():
+        try:
+            expected, got = model(probe), candidate(probe)
+        except Exception:
+            return None
+    if not (isinstance(expected, Tensor) and isinstance(got, Tensor)
+            and got.shape == expected.shape):
+        return None
+    return expected, got
