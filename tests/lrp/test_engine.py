@@ -145,3 +145,44 @@ def test_float32_matches_float64() -> None:
     want = lumos.LRP(model, comp).attribute(x, 3)
     got = lumos.LRP(model.float(), comp).attribute(x.float(), 3)
     torch.testing.assert_close(got.double(), want, rtol=1e-3, atol=1e-6 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("options", [
+    {"kernel_size": 2},
+    {"kernel_size": 3, "stride": 2, "padding": 1},
+    {"kernel_size": 3, "stride": 1, "dilation": 2},
+    {"kernel_size": 2, "ceil_mode": True},
+])
+def test_channels_last_pooling_routes_as_max_pool(options: dict[str, object]) -> None:
+    from lumos._pooling import ChannelsLastMaxPool2d
+
+    # ties everywhere: ReLU zeros and a few integer levels, so the winner of a window matters
+    x = torch.randint(-2, 3, (3, 5, 11, 13)).float().clamp(min=0)
+    plain = nn.MaxPool2d(**options)  # type: ignore[arg-type]
+    fast = ChannelsLastMaxPool2d(**options)  # type: ignore[arg-type]
+    g = torch.randn(plain(x).shape)
+    results = []
+    for pool in (plain, fast):
+        leaf = x.clone().requires_grad_(True)
+        out = pool(leaf)
+        (grad,) = torch.autograd.grad(out, leaf, g)
+        results.append((out.detach(), grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+    with_indices = ChannelsLastMaxPool2d(return_indices=True, **options)  # type: ignore[arg-type]
+    assert torch.equal(with_indices(x)[1], nn.MaxPool2d(return_indices=True, **options)(x)[1])
+
+
+def test_cpu_programs_pool_channels_last_with_the_same_relevance() -> None:
+    from lumos._pooling import ChannelsLastMaxPool2d
+
+    model = small_cnn().float()
+    x = torch.rand(4, 1, 12, 12)
+    lrp = lumos.LRP(model, composites.Epsilon(1e-6))
+    got = lrp.attribute(x, target=[0, 1, 2, 3])
+    program = lrp.program(x)
+    assert any(isinstance(m, ChannelsLastMaxPool2d) for m in program.gm.modules())
+    assert not any(isinstance(m, ChannelsLastMaxPool2d) for m in model.modules())
+    double = lumos.LRP(model.double(), composites.Epsilon(1e-6)).attribute(
+        x.double(), target=[0, 1, 2, 3])
+    torch.testing.assert_close(got.double(), double, rtol=1e-4, atol=1e-6)

@@ -185,3 +185,29 @@ def test_sufficiency_and_consistency(setup) -> None:  # type: ignore[no-untyped-
     same[2] = a[0] * 2  # same top-n features and signs as sample 0
     cons = M.consistency(model, x, same, n=3)
     assert cons[0].item() == float(pred[0] == pred[2]) and np.isnan(cons[1].item())
+
+
+def test_consistency_predicts_only_samples_that_share_their_label(setup) -> None:  # type: ignore[no-untyped-def]
+    model, x, a, _ = setup
+    pred = model(x).argmax(1)
+    groups = [i % 2 if i < N - 1 else "alone" for i in range(N)]   # the last sample: unique
+    seen: list[int] = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, v: torch.Tensor) -> torch.Tensor:
+            seen.append(len(v))
+            return model(v)
+
+    cons = M.consistency(Counting(), x, a, discretise=lambda m: groups)
+    assert seen == [sum(groups.count(g) > 1 for g in groups)]   # only those with company
+    for i in range(N):
+        others = [j for j in range(N) if j != i and groups[j] == groups[i]]
+        want = np.mean([bool(pred[j] == pred[i]) for j in others]) if others else np.nan
+        assert cons[i].item() == pytest.approx(want, nan_ok=True)
+
+    class Refusing(torch.nn.Module):
+        def forward(self, v: torch.Tensor) -> torch.Tensor:
+            raise AssertionError("no sample shares its label: nothing to predict")
+
+    alone = M.consistency(Refusing(), x, a, discretise=lambda m: list(range(len(m))))
+    assert bool(alone.isnan().all())

@@ -160,7 +160,8 @@ def test_methods_of_one_evaluate_share_attribution_free_scores() -> None:
 def test_exact_copy_pools_bit_for_bit() -> None:
     """The copy for metrics that need the model's own rounding: its max pooling (strided
     slices) gives the model's bits for every window shape; models without one get themselves."""
-    from lumos.metrics._fast import SlicedMaxPool2d, exact_model
+    from lumos._pooling import SlicedMaxPool2d
+    from lumos.metrics._fast import exact_model
 
     torch.manual_seed(0)
     for kernel, stride, padding in [(2, 2, 0), (3, 1, 1), (3, 2, 1), ((2, 3), (1, 2), (1, 0))]:

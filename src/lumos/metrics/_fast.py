@@ -6,7 +6,8 @@ channels-last layout (oneDNN convolutions and pooling) and its BatchNorms folded
 convolutions before them (in eval mode). :func:`scoring_model` returns such a copy: a deep copy
 of the model (the user's model is never touched), BatchNorm folded where the model traces with
 ``torch.fx`` (else left as is), ReLUs in place where they read a fresh layer output that
-nothing else reads, channels-last weights; it is checked against the model on the
+nothing else reads, channels-last weights, 2-D max pooling as the maximum of strided slices
+(:mod:`lumos._pooling`); it is checked against the model on the
 inputs at hand before it is used, and kept for the next call while the model's parameters,
 buffers and modules stay the same (any in-place change, an optimiser step say, makes a new one).
 
@@ -17,10 +18,9 @@ and models whose copy cannot be made or does not agree.
 
 Metrics that rank or threshold near-equal scores need the model's own rounding:
 :func:`exact_model` returns a copy that computes bit for bit what the model computes, faster
-where a layer has an exact faster form. Today that is 2-D max pooling: PyTorch's CPU kernel for
-contiguous (NCHW) inputs is about ten times slower than the elementwise maximum of the window's
-strided slices, and a maximum has no rounding, so both give the same bits (NaN included). The
-copy is checked bit for bit against the model on the first inputs and kept like the scoring copy.
+where a layer has an exact faster form. Today that is 2-D max pooling
+(:class:`lumos._pooling.SlicedMaxPool2d`: a maximum has no rounding, NaN included). The copy
+is checked bit for bit against the model on the first inputs and kept like the scoring copy.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ import weakref
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lumos._pooling import SlicedMaxPool2d, swap_pools
 
 #: Agreement the copy must show with the model on the first inputs (relative to the output).
 RTOL = 1e-4
@@ -102,8 +103,10 @@ def _build(model: nn.Module, x: Tensor) -> nn.Module | None:
     except Exception:
         pass
     fast.to(memory_format=torch.channels_last)
+    swap_pools(fast, SlicedMaxPool2d)   # faster again on channels-last activations
     for p in fast.parameters():
         p.requires_grad_(False)
+    fast = ChannelsLastInput(fast)
     outputs = _on_probe(model, fast, x)
     if outputs is None or outputs[1].dtype != outputs[0].dtype:
         return None
@@ -112,6 +115,20 @@ def _build(model: nn.Module, x: Tensor) -> nn.Module | None:
     if not torch.allclose(got, expected, rtol=RTOL, atol=RTOL * max(scale, 1e-6)):
         return None
     return fast
+
+
+class ChannelsLastInput(nn.Module):
+    """``inner`` called on its 4-D input in the channels-last layout (strides only, for one
+    channel: oneDNN then keeps every activation channels-last, the fast path)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Any:
+        if x.dim() == 4:
+            x = x.to(memory_format=torch.channels_last)
+        return self.inner(x)
 
 
 def scoring_model(model: nn.Module, x: Tensor) -> nn.Module:
@@ -127,58 +144,12 @@ def scoring_model(model: nn.Module, x: Tensor) -> nn.Module:
     return hit[1] if hit[1] is not None else model
 
 
-class SlicedMaxPool2d(nn.Module):
-    """2-D max pooling as the elementwise maximum of the window's strided slices: the same
-    values as :class:`torch.nn.MaxPool2d` (without ``ceil_mode``, dilation or indices), faster
-    on the CPU for contiguous inputs."""
-
-    def __init__(self, pool: nn.MaxPool2d) -> None:
-        super().__init__()
-        self.kernel = _pair(pool.kernel_size)
-        self.stride = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
-        self.padding = _pair(pool.padding)
-
-    def forward(self, x: Tensor) -> Tensor:
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
-        if not x.is_floating_point() or x.dim() not in (3, 4):
-            return F.max_pool2d(x, self.kernel, self.stride, self.padding)
-        if ph or pw:
-            x = F.pad(x, (pw, pw, ph, ph), value=-torch.inf)
-        rows = (x.shape[-2] - kh) // sh + 1
-        cols = (x.shape[-1] - kw) // sw + 1
-        # over the window's rows first (whole rows: contiguous, vectorised), then its columns
-        tall = _max_of([x[..., i:i + sh * (rows - 1) + 1:sh, :] for i in range(kh)])
-        return _max_of([tall[..., j:j + sw * (cols - 1) + 1:sw] for j in range(kw)]).contiguous()
-
-
-def _max_of(parts: list[Tensor]) -> Tensor:
-    out = parts[0]
-    for part in parts[1:]:
-        out = torch.maximum(out, part)
-    return out
-
-
-def _pair(value: Any) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
-def _sliceable(module: nn.Module) -> bool:
-    return (type(module) is nn.MaxPool2d and not module.ceil_mode and not module.return_indices
-            and _pair(module.dilation) == (1, 1))
-
-
 def _build_exact(model: nn.Module, x: Tensor) -> nn.Module | None:
     try:
         exact = copy.deepcopy(model)
     except Exception:
         return None
-    swapped = False
-    for name, module in list(exact.named_modules()):
-        if name and _sliceable(module):
-            parent, _, leaf = name.rpartition(".")
-            exact.get_submodule(parent).register_module(leaf, SlicedMaxPool2d(module))
-            swapped = True
-    if not swapped:
+    if not swap_pools(exact, SlicedMaxPool2d):
         return None
     for p in exact.parameters():
         p.requires_grad_(False)

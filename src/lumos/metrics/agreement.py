@@ -87,7 +87,7 @@ def top_n_sign(a: Tensor, n: int = 5) -> list[object]:
     n = min(n, a.shape[1])
     chosen = first_ranked(a, n)  # the first n of a stable descending sort, in feature order
     top = chosen.nonzero()[:, 1].reshape(a.shape[0], n)
-    signs = a[chosen].sign().long().reshape(a.shape[0], n)
+    signs = a.gather(1, top).sign().long()
     return [(tuple(t), tuple(s)) for t, s in zip(top.tolist(), signs.tolist(), strict=True)]
 
 
@@ -112,5 +112,11 @@ def consistency(model: nn.Module, inputs: Tensor, attribution: Tensor, *, n: int
         raise ValueError(f"discretise returned {len(labels)} labels for {x.shape[0]} samples")
     ids: dict[object, int] = {}
     code = torch.tensor([ids.setdefault(label, len(ids)) for label in labels])
-    pred = predictions(model, x, batch_size).cpu()
-    return _share(pred[None, :] == pred[:, None], code[None, :] == code[:, None]).to(x.device)
+    same = code[None, :] == code[:, None]
+    # only a sample that shares its label with another one has a score: the model predicts
+    # those alone (the others' -1 is never compared)
+    shared = same.sum(1) > 1
+    pred = torch.full((x.shape[0],), -1, dtype=torch.long)
+    if bool(shared.any()):
+        pred[shared] = predictions(model, x[shared.to(x.device)], batch_size).cpu()
+    return _share(pred[None, :] == pred[:, None], same).to(x.device)

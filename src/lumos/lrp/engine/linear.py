@@ -140,6 +140,10 @@ class LinearOp:
         m = self.module
         assert isinstance(m, nn.modules.conv._ConvNd)
         stacked = torch.cat(list(weights), 1) if len(weights) > 1 else weights[0]
+        if stacked.device.type == "cpu" and stacked.dim() == 4:
+            # oneDNN's input gradient for a channels-last output gradient (a channels-last
+            # layer after it) is several times slower with a contiguous weight
+            stacked = stacked.contiguous(memory_format=torch.channels_last)
         strided = len(m.kernel_size) == 2 and m.stride[0] == m.stride[1] > 1
         phases = (_phase_weight(stacked, m.stride[0])
                   if strided and tuple(m.dilation) == (1, 1) else None)
