@@ -26,6 +26,9 @@ class ChannelsLastMaxPool2d(nn.MaxPool2d):
     """:class:`torch.nn.MaxPool2d` run on a channels-last copy of a CPU input with several
     channels (output channels-last); elsewhere the plain pooling."""
 
+    #: The type named in messages to the user (it stands in for the model's own pooling).
+    shown_as = "MaxPool2d"
+
     def forward(self, x: Tensor) -> Tensor:
         if x.device.type == "cpu" and x.dim() == 4 and x.shape[1] > 1 \
                 and not x.is_contiguous(memory_format=torch.channels_last):

@@ -186,3 +186,10 @@ def test_cpu_programs_pool_channels_last_with_the_same_relevance() -> None:
     double = lumos.LRP(model.double(), composites.Epsilon(1e-6)).attribute(
         x.double(), target=[0, 1, 2, 3])
     torch.testing.assert_close(got.double(), double, rtol=1e-4, atol=1e-6)
+
+
+def test_a_rule_a_pooling_cannot_take_names_the_users_type() -> None:
+    model = small_cnn().float()
+    composite = composites.Composite(layer_map=[(nn.MaxPool2d, rules.ZPlus())])
+    with pytest.raises(lumos.lrp.LRPUnsupportedError, match=r"'4' is MaxPool2d; map it"):
+        lumos.LRP(model, composite).attribute(torch.rand(1, 1, 12, 12), target=0)

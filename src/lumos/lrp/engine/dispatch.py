@@ -57,6 +57,11 @@ def default_rule(module: nn.Module) -> Rule:
     return rules.Gradient()
 
 
+def shown_type(module: nn.Module) -> str:
+    """The layer's type as the user knows it (a prepared stand-in names the type it stands for)."""
+    return str(getattr(module, "shown_as", type(module).__name__))
+
+
 class StepPlanner:
     """Plans the steps of one program (see the module docstring)."""
 
@@ -85,7 +90,7 @@ class StepPlanner:
         if rule.kind == "product":
             if not isinstance(module, Product):
                 raise LRPUnsupportedError(f"rule {rule.name} is for products of activations, "
-                                          f"but '{name}' is {type(module).__name__}")
+                                          f"but '{name}' is {shown_type(module)}")
             return product_step(module, rule)
         weighted = isinstance(module, WEIGHTED)
         if rule.kind == "norm" or (not weighted and is_plain_epsilon(rule)):
@@ -97,7 +102,7 @@ class StepPlanner:
         if not weighted:
             raise LRPUnsupportedError(
                 f"rule {rule.name} needs a layer with weights (Linear, Conv, Affine), but "
-                f"'{name}' is {type(module).__name__}; map it to Pass, Norm or Gradient instead")
+                f"'{name}' is {shown_type(module)}; map it to Pass, Norm or Gradient instead")
         return self._weighted(node, module, rule, name)
 
     def _weighted(self, node: fx.Node, module: nn.Module, rule: Rule, name: str) -> Step:
