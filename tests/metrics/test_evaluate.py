@@ -85,3 +85,18 @@ def test_cli_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert main(["evaluate", "--metrics", "nope", "--quiet"]) == 2
     assert "unknown metric 'nope'" in capsys.readouterr().err
     assert main(["evaluate", "--method", "lrp:nope", "--n", "2", "--quiet"]) == 2
+
+
+def test_table_says_how_many_samples_a_mean_has() -> None:
+    from lumos.metrics.table import EvaluationResult
+
+    nan = float("nan")
+    result = EvaluationResult(["a", "b", "c"], ["consistency"],
+                              {"a": {"consistency": [1.0, 0.0, 1.0]},
+                               "b": {"consistency": [1.0, nan, nan]},
+                               "c": {"consistency": [nan, nan, nan]}},
+                              better={"consistency": "higher"})
+    rows = {line.split()[0]: line for line in result.table().splitlines()[2:]}
+    assert "(n=" not in rows["a"] and "0.667 ± 0.33" in rows["a"]
+    assert "1 ± 0 (n=1)" in rows["b"]
+    assert rows["c"].split()[1:] == ["n/a"]

@@ -133,7 +133,8 @@ class EvaluationResult:
 
     def table(self, digits: int = 3, metrics: list[str] | None = None) -> str:
         """A plain-text table: one row per method, ``mean ± stderr`` per metric (``*`` marks
-        the best method of each column; ``↑``/``↓`` say which way is better)."""
+        the best method of each column; ``↑``/``↓`` say which way is better). A mean over
+        fewer samples than evaluated says how many (``(n=3)``); ``n/a``: no sample has one."""
         metrics = self.metrics if metrics is None else metrics
         head = [f"{m} ({'↑' if self.better.get(m) == 'higher' else '↓'})"
                 if m in self.better else m for m in metrics]
@@ -149,8 +150,13 @@ class EvaluationResult:
         return "\n".join(lines)
 
     def _cell(self, method: str, metric: str, digits: int) -> str:
-        mean, se = mean_stderr(self.values[method][metric])
-        return f"{mean:.{digits}g} ± {se:.2g}"
+        values = self.values[method][metric]
+        mean, se = mean_stderr(values)
+        scored = sum(1 for v in values if math.isfinite(v))
+        if not scored:
+            return "n/a"   # no sample has a value (consistency: no two share a label, say)
+        cell = f"{mean:.{digits}g} ± {se:.2g}"
+        return cell if scored == len(values) else f"{cell} (n={scored})"
 
     def __str__(self) -> str:
         return self.table()
