@@ -4,7 +4,8 @@ went through, and relevance worn away by the rules' stabilisers raises one clear
 - A graph that loses a branch adding 1e-7 of the output is caught in float64 (the bound of a
   model whose activations stay near its output's scale is ~1e-12 of it), while a model whose
   activations grow large before cancelling, or whose output amplifies any perturbation, passes
-  (:func:`verify.tolerance`, :class:`verify.Conditioning`).
+  (:func:`verify.tolerance`, :class:`verify.Conditioning`). The rules' forward pass is held to
+  the same bound: a step off by 1e-9 is caught.
 - timm's ``mobilenetv4_hybrid_medium`` at its default init scales every stage's first block by a
   layer scale of 1e-5 without a shortcut: the logits are ~1e-16 and each epsilon or z+
   stabiliser (1e-6) keeps ~1e-10 of the relevance it receives, so the float32 heatmap underflows
@@ -103,6 +104,26 @@ def test_sensitivity_measures_how_much_the_output_amplifies_a_relative_change() 
     assert verify.sensitivity(lambda v: 3.0 * v, x) == pytest.approx(1.0, rel=1e-3)
     assert verify.sensitivity(lambda v: v[:, :1] - v[:, 1:], x.float()) == 1.0
 
+
+
+def test_a_step_whose_forward_differs_by_1e_9_is_caught_in_float64() -> None:
+    """The rules' forward check has the capture's bound (~1e-12 here): each step computes its
+    module's value, only its backward carries the rule."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 5))
+    model = model.double().eval()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    lrp = lumos.LRP(model, composites.EpsilonPlus())
+    lrp.attribute(x, target=0)   # the true steps pass
+    program = lrp.program(x)
+    program.rules_checked = False
+    last = next(n for n in program.steps if program.name(n) == "3")
+    step = program.steps[last]
+    program.steps[last] = lambda run, node, args, kwargs: step(run, node, args, kwargs) * (
+        1 + 1e-9)
+    with untouched(model), pytest.raises(LRPUnsupportedError,
+                                         match=r"forward pass of the LRP rules differs"):
+        lrp.attribute(x, target=0)
 
 class Shrinking(nn.Module):
     """Three stages each scaled by a layer scale of 1e-5 without a shortcut (as timm's
