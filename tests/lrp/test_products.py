@@ -21,6 +21,7 @@ from lrp.test_rules import dense, ratio
 from lumos.lrp import composites, rules
 from lumos.lrp.capture.prepare import prepare
 from lumos.lrp.engine.products import product_step
+from lumos.lrp.engine.steps import Run
 from lumos.lrp.errors import LRPUnsupportedError
 from lumos.lrp.ops.layers import Difference, Resample
 from lumos.lrp.ops.products import Product
@@ -259,3 +260,47 @@ def test_refused_operation_names_operation_path_and_line() -> None:
     message = str(info.value)
     assert "Tensor.cumsum" in message and "'block'" in message
     assert re.search(r"test_products\.py:\d+ \(", message), message
+
+
+class _LinearAttention(nn.Module):
+    """EfficientViT's linear attention (``q (k^T v) / q (k^T 1)``): computed in float32 inside
+    a float64 model, as timm's ``LiteMLA`` does, so the division's rounding is float32's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(6, 18)
+        self.proj = nn.Linear(6, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.qkv(x.flatten(2).transpose(1, 2)).float().relu().chunk(3, dim=-1)
+        v = F.pad(v, (0, 1), value=1.0)
+        out = q @ (k.transpose(-1, -2) @ v)
+        out = out[..., :-1] / (out[..., -1:] + 1e-15)
+        y: Tensor = self.proj(out.to(x.dtype)).mean(1)
+        return y
+
+
+def test_division_by_a_normaliser_computes_the_models_quotient() -> None:
+    """The step of ``a / b`` computes ``a / b`` forward, not ``a * (1 / b)`` (two roundings:
+    1e-7 of EfficientViT's float64 scores, whose attention runs in float32); ``b`` takes no
+    relevance and ``a`` all of it, ``R_a = R_y``."""
+    torch.manual_seed(0)
+    model = _LinearAttention().double().eval()
+    x = torch.randn(2, 6, 4, 4, dtype=torch.float64)
+    program = lumos.LRP(model, composites.CPLRP()).program(x)
+    divisions = [n for n in program.steps
+                 if getattr(program.gm.get_submodule(str(n.target)), "divide", False)]
+    assert divisions
+    with torch.enable_grad():
+        out = program.run(x.clone().requires_grad_(True), Run(False))
+    with torch.no_grad():
+        plain = program.gm(x)
+    assert float((out.detach() - plain).abs().max() / plain.abs().max()) <= 1e-12
+    a, b = _random(2, 3, 5), _random(2, 3, 1).detach().abs().add(0.5)
+    r = torch.randn(2, 3, 5, dtype=torch.float64)
+    module = Product(divide=True)
+    assert torch.equal(product_step(module, rules.ConstantGate())(None, None, (a, b), {}),
+                       a / b)
+    got_a, got_b = _relevance(module, rules.ConstantGate(), a, b, r)
+    torch.testing.assert_close(got_a, r, rtol=1e-12, atol=1e-12)
+    assert not got_b.any()

@@ -20,6 +20,7 @@ The user's model is never changed, also when preparation fails.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -33,7 +34,13 @@ from lumos.lrp.capture.multihead import decompose_attention
 from lumos.lrp.capture.outputs import logits_of
 from lumos.lrp.capture.private import private_copy, shared_tensors, structural_copy
 from lumos.lrp.capture.values import SHAPE_META, VALUE
-from lumos.lrp.capture.verify import Conditioning, check_reproduces, magnitude, sensitivity
+from lumos.lrp.capture.verify import (
+    Conditioning,
+    check_reproduces,
+    magnitude,
+    sensitivity,
+    wide_sensitivity,
+)
 from lumos.lrp.errors import LRPUnsupportedError
 from lumos.lrp.ops.canonize import SUPPORTED, canonize_functions, canonize_modules, op_name
 from lumos.lrp.ops.constants import constant_nodes, materialize_constants
@@ -61,7 +68,7 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
         parameter) it stands for; ``gm.lumos_input_shape`` is the example's shape without the
         batch dimension, ``gm.lumos_batch`` the batch size the graph is limited to (None: any),
         ``gm.lumos_growth`` how much the model's arithmetic amplifies rounding on the example
-        (what the bound of later reproduction checks scales with; 1 below float64).
+        (what the bound of later reproduction checks scales with).
 
     Raises
     ------
@@ -96,10 +103,21 @@ def prepare(model: nn.Module, example: Tensor | None = None) -> fx.GraphModule:
     gm = _build(g)
     gm.lumos_input_shape = tuple(example.shape[1:])  # type: ignore[assignment]
     gm.lumos_batch = int(example.shape[0]) if batch_bound else None  # type: ignore[assignment]
-    gm.lumos_growth = check_reproduces(gm, example, expected,  # type: ignore[assignment]
-                                       gm.lumos_origin, conditioning)  # type: ignore[arg-type]
+    # float32: the input probe of the growth runs on a float64 copy, only if the bound needs it
+    measure = (lambda: wide_sensitivity(lambda: _widened(private), example)) \
+        if example.dtype == torch.float32 else None
+    gm.lumos_growth = check_reproduces(  # type: ignore[assignment]
+        gm, example, expected, gm.lumos_origin, conditioning,  # type: ignore[arg-type]
+        measure)
     _forget_values(gm.graph)
     return gm
+
+
+def _widened(private: nn.Module) -> Callable[[Tensor], Any]:
+    """The scores of a float64 copy of ``private`` (its own tensors: ``private`` and the
+    prepared graph keep theirs)."""
+    wide = private_copy(private).double()
+    return lambda x: reference_scores(wide, x)
 
 
 def compiled_source(model: nn.Module) -> nn.Module:

@@ -7,16 +7,19 @@ moves the output by a few units of the epsilon times the larger of (a) the large
 value over the output's scale (activations of 1e7 that a BatchNorm brings back to order 1) and
 (b) how much the output moves relative to its scale per unit of relative change of the input
 (deep random networks amplify any perturbation, rounding included). A model that stays near its
-output's scale is checked to ~1e-12 of it; badly conditioned ones get what they need. When the
-output differs, the prepared graph is run node by node and each node that stands for a captured
-one is compared with the value the capture saw there; the first that differs is named in the
-error (its module path, source line and relative difference).
+output's scale is checked to ~1e-12 of it; badly conditioned ones get what they need. float32
+follows the same rule between a floor (1e-3, enough for a model that does not amplify rounding)
+and a cap (5e-3, which still refuses a lost branch adding 1e-2 of the output); the model's
+sensitivity is measured there (on a float64 copy) only when the output differs by more than the
+floor. When the output differs, the prepared graph is run node by node and each node that stands
+for a captured one is compared with the value the capture saw there; the first that differs is
+named in the error (its module path, source line and relative difference).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -25,10 +28,16 @@ from torch import Tensor, fx
 from lumos.lrp.capture.values import MUTATED, SOURCE, VALUE, format_line
 from lumos.lrp.errors import LRPUnsupportedError
 
-#: Units of float64's epsilon allowed per unit of growth (see :func:`tolerance`).
+#: Units of the dtype's epsilon allowed per unit of growth (see :func:`tolerance`).
 ROUNDING_UNITS = 1000.0
-#: The loosest float64 bound, whatever the growth: float32's.
+#: The loosest float64 bound, whatever the growth: float32's floor.
 FLOAT64_CAP = 1e-3
+#: The tightest float32 bound: rounding of a model that does not amplify it (folded BatchNorms,
+#: reordered sums) stays well below.
+FLOAT32_FLOOR = 1e-3
+#: The loosest float32 bound, whatever the growth: a graph that lost a branch adding 1e-2 of the
+#: output is still refused.
+FLOAT32_CAP = 5e-3
 #: The relative change of the input by which :func:`sensitivity` probes the model, in units of
 #: the dtype's epsilon: far above rounding, far below where a network stops being linear.
 PROBE_UNITS = 1e4
@@ -45,15 +54,20 @@ def tolerance(t: Tensor, growth: float = 1.0) -> float:
         How much the model's arithmetic amplifies rounding relative to ``max|t|``
         (:meth:`Conditioning.growth`); 1 when unknown.
 
-    In float64: :data:`ROUNDING_UNITS` times the epsilon times ``max(growth, 1)``, at most
-    :data:`FLOAT64_CAP`. Lower precisions keep fixed bounds (1e-3 in float32; 5e-2 in half
-    precision or TF32)."""
-    if t.dtype == torch.float64:
-        return min(FLOAT64_CAP, ROUNDING_UNITS * torch.finfo(t.dtype).eps * max(growth, 1.0))
+    :data:`ROUNDING_UNITS` times the dtype's epsilon times ``max(growth, 1)``: in float64 at
+    most :data:`FLOAT64_CAP`; in float32 between :data:`FLOAT32_FLOOR` and :data:`FLOAT32_CAP`.
+    Half precision and TF32 keep a fixed 5e-2."""
     low = t.dtype in (torch.float16, torch.bfloat16)
-    tf32 = t.device.type == "cuda" and (torch.backends.cudnn.allow_tf32
-                                        or torch.backends.cuda.matmul.allow_tf32)
-    return 5e-2 if low or tf32 else 1e-3
+    tf32 = t.device.type == "cuda" and t.dtype == torch.float32 and (
+        torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+    if low or tf32:
+        return 5e-2
+    if t.dtype not in (torch.float64, torch.float32):
+        return FLOAT32_FLOOR
+    rounding = ROUNDING_UNITS * torch.finfo(t.dtype).eps * max(growth, 1.0)
+    if t.dtype == torch.float64:
+        return min(FLOAT64_CAP, rounding)
+    return min(FLOAT32_CAP, max(FLOAT32_FLOOR, rounding))
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,8 @@ def _tensors(value: Any) -> list[Tensor]:
 def sensitivity(scores: Callable[[Tensor], Any], example: Tensor) -> float:
     """How much ``scores`` (the model) moves relative to its scale per unit of relative change
     of ``example``: each element scaled by ``1 +- PROBE_UNITS * eps`` (fixed random signs).
-    Measured in float64 only (1.0 otherwise: lower precisions have fixed bounds)."""
+    Measured in float64 only (1.0 otherwise; a float32 model is measured on its float64 copy:
+    :func:`wide_sensitivity`)."""
     if example.dtype != torch.float64:
         return 1.0
     delta = PROBE_UNITS * torch.finfo(example.dtype).eps
@@ -112,6 +127,16 @@ def sensitivity(scores: Callable[[Tensor], Any], example: Tensor) -> float:
         return 1.0
     scale = float(base.abs().max())
     return float((moved - base).abs().max()) / (delta * scale) if scale > 0 else 1.0
+
+
+def wide_sensitivity(widen: Callable[[], Callable[[Tensor], Any]], example: Tensor) -> float:
+    """:func:`sensitivity` of a float32 model measured on the float64 copy ``widen`` makes: a
+    float32 probe would move the output by as much as rounding does on a model that amplifies
+    it. 1.0 when the model cannot run in float64 (a float32 constant made in its forward)."""
+    try:
+        return sensitivity(widen(), example.double())
+    except Exception:   # whatever the model raises in float64: no growth is known
+        return 1.0
 
 
 def relative_difference(got: Any, want: Any) -> float | None:
@@ -128,11 +153,16 @@ def relative_difference(got: Any, want: Any) -> float | None:
 
 
 def check_reproduces(gm: fx.GraphModule, example: Tensor, expected: Any,
-                     origin: dict[str, str], conditioning: Conditioning | None = None) -> float:
+                     origin: dict[str, str], conditioning: Conditioning | None = None,
+                     measure: Callable[[], float] | None = None) -> float:
     """Raise when ``gm`` does not compute ``expected`` (the eval-mode model's scores) on
     ``example``, naming by how much and the first node whose output differs. Returns the
     output's growth (:meth:`Conditioning.growth`), by which later checks of the same graph
-    scale their bound."""
+    scale their bound.
+
+    ``measure`` gives the model's sensitivity where ``conditioning`` could not (float32: see
+    :func:`wide_sensitivity`); it is called only when the output differs by more than the bound
+    without it and by no more than the loosest bound."""
     conditioning = conditioning or Conditioning()
     with torch.no_grad():
         got = gm(example)
@@ -140,6 +170,10 @@ def check_reproduces(gm: fx.GraphModule, example: Tensor, expected: Any,
         return 1.0
     growth = conditioning.growth(expected)
     rel = relative_difference(got, expected)
+    if measure is not None and rel is not None and \
+            tolerance(expected, growth) < rel <= tolerance(expected, float("inf")):
+        conditioning = replace(conditioning, sensitivity=measure())
+        growth = conditioning.growth(expected)
     if rel is not None and rel <= tolerance(expected, growth):
         return growth
     how = (f"shape {tuple(got.shape)} instead of {tuple(expected.shape)}"
@@ -191,5 +225,6 @@ class _Recorder(fx.Interpreter):
         return what + (f" ({line})" if line else "")
 
 
-__all__ = ["FLOAT64_CAP", "PROBE_UNITS", "ROUNDING_UNITS", "Conditioning", "check_reproduces",
-           "first_difference", "magnitude", "relative_difference", "sensitivity", "tolerance"]
+__all__ = ["FLOAT32_CAP", "FLOAT32_FLOOR", "FLOAT64_CAP", "PROBE_UNITS", "ROUNDING_UNITS",
+           "Conditioning", "check_reproduces", "first_difference", "magnitude",
+           "relative_difference", "sensitivity", "tolerance", "wide_sensitivity"]

@@ -41,27 +41,33 @@ def shares(module: Product, rule: Rule, a: Tensor, b: Tensor) -> tuple[float, fl
 
 class _Split(torch.autograd.Function):
     """Forward ``a * b``; backward ``g_a = share_a * b * g`` (summed to ``a``'s shape), same
-    for ``b``."""
+    for ``b``. With ``divide``: forward ``a / b`` as the model computes it (not ``a * (1 / b)``,
+    which rounds twice), backward ``g_a = share_a * g / b``; ``b`` then takes no relevance."""
 
     @staticmethod
-    def forward(ctx: Any, a: Tensor, b: Tensor, share_a: float, share_b: float) -> Tensor:
+    def forward(ctx: Any, a: Tensor, b: Tensor, share_a: float, share_b: float,
+                divide: bool = False) -> Tensor:
         ctx.save_for_backward(a, b)
-        ctx.shares = (share_a, share_b)
-        return a * b
+        ctx.shares, ctx.divide = (share_a, share_b), divide
+        return a / b if divide else a * b
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+    def backward(ctx: Any, g: Tensor
+                 ) -> tuple[Tensor | None, Tensor | None, None, None, None]:
         a, b = ctx.saved_tensors
         share_a, share_b = ctx.shares
-        grad_a = _share(g, b, share_a, a) if ctx.needs_input_grad[0] else None
-        grad_b = _share(g, a, share_b, b) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b, None, None
+        grad_a = _share(g, b, share_a, a, ctx.divide) if ctx.needs_input_grad[0] else None
+        grad_b = None if ctx.divide or not ctx.needs_input_grad[1] else \
+            _share(g, a, share_b, b)
+        return grad_a, grad_b, None, None, None
 
 
-def _share(g: Tensor, other: Tensor, share: float, like: Tensor) -> Tensor | None:
+def _share(g: Tensor, other: Tensor, share: float, like: Tensor,
+           divide: bool = False) -> Tensor | None:
     if share == 0.0:
         return None
-    grad = g * other if share == 1.0 else g * other * share
+    grad = g / other if divide else g * other
+    grad = grad if share == 1.0 else grad * share
     return grad.sum_to_size(like.shape) if grad.shape != like.shape else grad
 
 
@@ -73,9 +79,9 @@ def product_step(module: Product, rule: Rule) -> Any:
             return module(*args, **kwargs)
         a, b = tensors
         if module.divide:   # a / b by a value without relevance (a norm, a normaliser)
-            b = 1.0 / b.detach()
+            b = b.detach()
         share_a, share_b = shares(module, rule, a, b)
-        out: Tensor = _Split.apply(a, b, share_a, share_b)
+        out: Tensor = _Split.apply(a, b, share_a, share_b, module.divide)
         return out
     return step
 
