@@ -135,11 +135,13 @@ def _link(entry: Entry, from_page: str) -> str:
     return f"{target}#{entry.anchor}" if entry.anchor not in PACKAGES else target
 
 
-def _block(identifier: str, level: int, heading: str, members: tuple[str, ...] | None = None
-           ) -> str:
+def _block(identifier: str, level: int, heading: str, members: tuple[str, ...] | None = None,
+           inherited: bool = False) -> str:
     lines = [f"::: {identifier}", "    options:", f"      heading_level: {level}",
              "      show_root_heading: true", f'      heading: "{heading}"',
              f'      toc_label: "{heading}"']
+    if inherited:   # a class built on another lumos class: its public methods are the user's
+        lines.append("      inherited_members: true")
     if members is not None:
         lines.append(f"      members: [{', '.join(members)}]")
     else:
@@ -160,8 +162,15 @@ def expand(package: str, page: str) -> str:
         if e.kind == "module":
             blocks.append(_block(e.anchor, 2, e.anchor, e.members))
         else:
-            blocks.append(_block(f"{package}.{e.name}", 2, e.name))
+            value = getattr(importlib.import_module(package), e.name)
+            blocks.append(_block(f"{package}.{e.name}", 2, e.name, inherited=_lumos_base(value)))
     return "\n".join(rows) + "\n\n" + "\n\n".join(blocks) + "\n"
+
+
+def _lumos_base(value: object) -> bool:
+    """Whether ``value`` is a class with a lumos class among its bases."""
+    return isinstance(value, type) and any(
+        base.__module__.split(".")[0] == "lumos" for base in value.__mro__[1:])
 
 
 def expand_markers(markdown: str, page: str) -> str:

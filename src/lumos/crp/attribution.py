@@ -9,21 +9,20 @@ only the relevance that flows through all of the condition's concepts.
 
 Many conditions are computed in one batched pass: every sample is repeated once per condition
 and each row gets its own channel mask (at most ``batch_size`` rows per pass). The passes
-themselves are :mod:`lumos.crp.passes`; :class:`CRP` turns arguments into conditions and the
-passes' rows into results.
+themselves are :mod:`lumos.crp.passes`, gathered into results by :mod:`lumos.crp.gather`;
+:class:`CRP` turns arguments into conditions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from lumos.attribution.checks import check_input
 from lumos.attribution.targets import Target, TargetLike
 from lumos.crp import conditions as cond
-from lumos.crp import seam
+from lumos.crp import gather, seam
 from lumos.crp.passes import ConditionalPasses, default_rows
 from lumos.crp.results import ConceptHeatmaps
 from lumos.lrp import composites as comp
@@ -32,26 +31,9 @@ from lumos.lrp import composites as comp
 STATISTICS = ("relevance", "relevance_max", "activation", "activation_max")
 
 
-class CRP:
-    """Concept Relevance Propagation (Achtibat et al., 2023) on lumos's LRP engine.
-
-    Parameters
-    ----------
-    model : nn.Module
-        Any model :class:`lumos.LRP` explains (CNNs, ViTs); it is never modified.
-    composite : Composite, optional
-        Which LRP rule where (default ``EpsilonPlus()``; ``CPLRP()`` or ``AttnLRP()`` for
-        transformers).
-    channel_dims : dict, optional
-        Which dimension of a layer's output holds its concepts, by layer name, where the
-        default guess is wrong: channels first (dimension 1) behind convolutions and pooling,
-        last behind linear layers and LayerNorm (a transformer's token stream).
-
-    Examples
-    --------
-    >>> crp = CRP(model, composite=composites.EpsilonPlus())
-    >>> h = crp.attribute(x, target=t, layer="features.28", concepts=[3, 17])  # (N, 2, C, H, W)
-    >>> r = crp.concept_relevance(x, target=t, layers=["features.28"])      # {layer: (N, 512)}
+class ConceptLayers:
+    """The concept layers of a model as :class:`CRP` reads them (its parameters): which layers
+    there are, where each is read, its channels and shape, and conditions checked against them.
     """
 
     def __init__(self, model: nn.Module, composite: comp.Composite | None = None,
@@ -64,7 +46,6 @@ class CRP:
         self.channel_dims = dict(channel_dims or {})
         #: layer shapes by input size (:meth:`shapes`)
         self._shapes: dict[tuple[object, ...], dict[str, tuple[int, ...]]] = {}
-        self._passes = ConditionalPasses(self.lrp, self._layers)
 
     # ---- layers --------------------------------------------------------------------------
     def layers(self, example: Tensor) -> list[str]:
@@ -88,19 +69,52 @@ class CRP:
         known = self._shapes.setdefault(key, {})
         missing = [name for name in dict.fromkeys(names) if name not in known]
         if missing:  # one forward pass of one sample, once per input size
-            wanted = self._layers(missing, x)
-            with torch.no_grad():
-                p = seam.forward(self.lrp, x, wanted)
-            for name, layer in wanted.items():
-                t = p.tensors[name]
-                dim = layer.channel_dim % t.dim()
-                rest = [s for i, s in enumerate(t.shape) if i not in (0, dim)]
-                known[name] = (int(t.shape[dim]), *rest)
+            known.update(gather.layer_shapes(self.lrp, self._layers(missing, x), x))
         return {name: known[name] for name in names}
 
     def _layers(self, names: Iterable[str], x: Tensor) -> dict[str, seam.Layer]:
         prog = seam.program(self.lrp, x)
         return seam.layers(prog, list(dict.fromkeys(names)), self.channel_dims)
+
+    # ---- conditions ----------------------------------------------------------------------
+    def _conditions(self, x: Tensor, layer: str | None,
+                    concepts: Iterable[cond.ConceptLike] | None,
+                    conditions: Sequence[cond.ConditionLike] | None) -> list[cond.Condition]:
+        canon = cond.from_arguments(layer, concepts, conditions)
+        names = [canon] if isinstance(canon, str) else sorted({n for c in canon for n in c})
+        counts = {name: shape[0] for name, shape in self.shapes(names, x).items()}
+        if isinstance(canon, str):
+            return cond.every_channel(canon, counts[canon])
+        cond.check_range(canon, counts)
+        return canon
+
+
+class CRP(ConceptLayers):
+    """Concept Relevance Propagation (Achtibat et al., 2023) on lumos's LRP engine.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model :class:`lumos.LRP` explains (CNNs, ViTs); it is never modified.
+    composite : Composite, optional
+        Which LRP rule where (default ``EpsilonPlus()``; ``CPLRP()`` or ``AttnLRP()`` for
+        transformers).
+    channel_dims : dict, optional
+        Which dimension of a layer's output holds its concepts, by layer name, where the
+        default guess is wrong: channels first (dimension 1) behind convolutions and pooling,
+        last behind linear layers and LayerNorm (a transformer's token stream).
+
+    Examples
+    --------
+    >>> crp = CRP(model, composite=composites.EpsilonPlus())
+    >>> h = crp.attribute(x, target=t, layer="features.28", concepts=[3, 17])  # (N, 2, C, H, W)
+    >>> r = crp.concept_relevance(x, target=t, layers=["features.28"])      # {layer: (N, 512)}
+    """
+
+    def __init__(self, model: nn.Module, composite: comp.Composite | None = None,
+                 channel_dims: dict[str, int] | None = None) -> None:
+        super().__init__(model, composite, channel_dims)
+        self._passes = ConditionalPasses(self.lrp, self._layers)
 
     # ---- conditional heatmaps ------------------------------------------------------------
     def attribute(self, inputs: Tensor, target: TargetLike = None, layer: str | None = None,
@@ -127,13 +141,8 @@ class CRP:
         """
         x = check_input(inputs)
         canon = self._conditions(x, layer, concepts, conditions)
-        n, k = len(x), len(canon)
-        result = x.new_zeros((n, k, *x.shape[1:]))
-        tgt = Target(target, n)
-        for plan in self._passes.plans(canon, x):
-            got = self._passes.run(x, tgt, plan, [], batch_size, heatmap=True)
-            result[:, plan.index] = got["heatmap"]
-        return result
+        return gather.conditioned(self._passes, x, Target(target, len(x)), canon,
+                                  batch_size)[0]
 
     def explain(self, inputs: Tensor, target: TargetLike = None, layer: str | None = None,
                 concepts: Iterable[cond.ConceptLike] | None = None,
@@ -144,19 +153,9 @@ class CRP:
         :class:`~lumos.crp.results.ConceptHeatmaps`)."""
         x = check_input(inputs)
         canon = self._conditions(x, layer, concepts, conditions)
-        n, k = len(x), len(canon)
-        tgt = Target(target, n)
-        heat = x.new_zeros((n, k, *x.shape[1:]))
-        total = x.new_zeros((n, k))
-        positions: list[Tensor | None] = [None] * k
-        for plan in self._passes.plans(canon, x):
-            got = self._passes.run(x, tgt, plan, [], batch_size, heatmap=True)
-            heat[:, plan.index] = got["heatmap"]
-            total[:, plan.index] = got["relevance"]
-            for j, i in enumerate(plan.index):
-                positions[i] = got["positions"][:, j]
-        return ConceptHeatmaps(heatmaps=heat, relevance=total,
-                               positions=[p for p in positions if p is not None],
+        heat, total, positions = gather.conditioned(self._passes, x, Target(target, len(x)),
+                                                    canon, batch_size)
+        return ConceptHeatmaps(heatmaps=heat, relevance=total, positions=positions,
                                conditions=canon, layers=[self._top(c, x) for c in canon])
 
     def explain_each(self, inputs: Tensor, target: TargetLike,
@@ -170,20 +169,8 @@ class CRP:
         if len(canon) != len(x):
             raise ValueError(f"explain_each needs one condition per sample: {len(x)} samples, "
                              f"{len(canon)} conditions")
-        tgt = Target(target, len(x))
-        heat, total = torch.zeros_like(x), x.new_zeros(len(x))
-        positions: list[Tensor | None] = [None] * len(x)
-        rows = batch_size or default_rows(x)
-        for plan in self._passes.plans(canon, x):
-            index = torch.tensor(plan.index)
-            for lo in range(0, len(index), rows):
-                idx = index[lo:lo + rows]
-                got = self._passes.rows(x[idx], tgt.subset(idx), plan,
-                                        [canon[int(i)] for i in idx], {}, heatmap=True)
-                heat[idx], total[idx] = got["heatmap"], got["relevance"]
-                for j, i in enumerate(idx.tolist()):
-                    positions[i] = got["positions"][j]
-        return heat, total, [p for p in positions if p is not None]
+        return gather.each(self._passes, x, Target(target, len(x)), canon,
+                           batch_size or default_rows(x))
 
     def _top(self, condition: cond.Condition, x: Tensor) -> str:
         wanted = self._layers(condition, x)
@@ -210,15 +197,7 @@ class CRP:
             stats = self.statistics(x, tgt, names, batch_size, which=("relevance",))
             return {name: s["relevance"] for name, s in stats.items()}
         canon = self._conditions(x, None, None, conditions)
-        out: dict[str, Tensor] = {}
-        for plan in self._passes.plans(canon, x):
-            got = self._passes.run(x, tgt, plan, names, batch_size, heatmap=False)
-            for name in names:
-                values = got[f"layer:{name}"]
-                if name not in out:
-                    out[name] = values.new_zeros((len(x), len(canon), values.shape[-1]))
-                out[name][:, plan.index] = values
-        return out
+        return gather.layer_relevance(self._passes, x, tgt, canon, names, batch_size)
 
     # ---- per-layer statistics (the store) -----------------------------------------------
     def statistics(self, inputs: Tensor, target: TargetLike | Target, layers: Sequence[str],
@@ -231,24 +210,5 @@ class CRP:
         from the same backward pass. Every entry ``(N, channels)``."""
         x = check_input(inputs)
         tgt = target if isinstance(target, Target) else Target(target, len(x))
-        wanted = self._layers(layers, x)
-        rows = batch_size or default_rows(x)
-        parts: list[dict[str, dict[str, Tensor]]] = []
-        for lo in range(0, len(x), rows):
-            idx = torch.arange(lo, min(lo + rows, len(x)))
-            parts.append(self._passes.statistics_rows(x[idx], tgt.subset(idx), wanted, which,
-                                                      heatmap))
-        return {name: {k: torch.cat([p[name][k] for p in parts]) for k in parts[0][name]}
-                for name in parts[0]}
-
-    # ---- machinery -----------------------------------------------------------------------
-    def _conditions(self, x: Tensor, layer: str | None,
-                    concepts: Iterable[cond.ConceptLike] | None,
-                    conditions: Sequence[cond.ConditionLike] | None) -> list[cond.Condition]:
-        canon = cond.from_arguments(layer, concepts, conditions)
-        names = [canon] if isinstance(canon, str) else sorted({n for c in canon for n in c})
-        counts = {name: shape[0] for name, shape in self.shapes(names, x).items()}
-        if isinstance(canon, str):
-            return cond.every_channel(canon, counts[canon])
-        cond.check_range(canon, counts)
-        return canon
+        return gather.statistics(self._passes, x, tgt, self._layers(layers, x),
+                                 batch_size or default_rows(x), which, heatmap)
