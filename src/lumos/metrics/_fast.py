@@ -106,7 +106,6 @@ def _build(model: nn.Module, x: Tensor) -> nn.Module | None:
     swap_pools(fast, SlicedMaxPool2d)   # faster again on channels-last activations
     for p in fast.parameters():
         p.requires_grad_(False)
-    fast = ChannelsLastInput(fast)
     outputs = _on_probe(model, fast, x)
     if outputs is None or outputs[1].dtype != outputs[0].dtype:
         return None
@@ -115,20 +114,6 @@ def _build(model: nn.Module, x: Tensor) -> nn.Module | None:
     if not torch.allclose(got, expected, rtol=RTOL, atol=RTOL * max(scale, 1e-6)):
         return None
     return fast
-
-
-class ChannelsLastInput(nn.Module):
-    """``inner`` called on its 4-D input in the channels-last layout (strides only, for one
-    channel: oneDNN then keeps every activation channels-last, the fast path)."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: Tensor) -> Any:
-        if x.dim() == 4:
-            x = x.to(memory_format=torch.channels_last)
-        return self.inner(x)
 
 
 def scoring_model(model: nn.Module, x: Tensor) -> nn.Module:
