@@ -26,7 +26,6 @@ is checked bit for bit against the model on the first inputs and kept like the s
 from __future__ import annotations
 
 import copy
-import itertools
 import weakref
 from typing import Any
 
@@ -45,9 +44,9 @@ _exact_cache: _Cache = weakref.WeakKeyDictionary()
 
 
 def _key(model: nn.Module, x: Tensor) -> tuple[Any, ...]:
-    tensors = tuple((id(t), t._version, t.data_ptr(), t.dtype, t.device, tuple(t.shape))
-                    for t in itertools.chain(model.parameters(), model.buffers()))
-    return tensors, tuple(id(m) for m in model.modules()), x.dtype, tuple(x.shape[1:])
+    from lumos.lrp.engine.programs import fingerprint  # what LRP keys its programs on
+
+    return *fingerprint(model), x.dtype, tuple(x.shape[1:])
 
 
 def _eligible(model: nn.Module, x: Tensor, needs: type[nn.Module] = nn.Conv2d) -> bool:
